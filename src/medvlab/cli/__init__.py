@@ -1,0 +1,1 @@
+"""The ``medvlab`` command line: a thin face over :mod:`medvlab.services`."""

@@ -1,0 +1,55 @@
+"""Entry point of the ``medvlab`` console script: builds the Typer app and turns errors into one line."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from medvlab import __version__
+from medvlab.cli import ask, doctor, images, serve
+from medvlab.errors import MedvlabError
+
+app = typer.Typer(
+    name="medvlab",
+    help="medvlab: an open medical vision lab. Research and teaching use only, never a diagnosis.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("ask")(ask.ask)
+app.command("serve")(serve.serve)
+app.command("doctor")(doctor.doctor)
+app.command("info")(images.info)
+app.command("render")(images.render)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debug logs."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main() -> None:
+    """Run the CLI; a MedvlabError becomes one line on stderr and exit code 2."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    try:
+        app()
+    except MedvlabError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

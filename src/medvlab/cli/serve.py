@@ -1,0 +1,33 @@
+"""``medvlab serve``: the lab server (REST + OpenAI-compatible API + web UI) on one port."""
+
+from __future__ import annotations
+
+import typer
+
+from medvlab.cli import options
+
+
+def serve(
+    model: str | None = options.MODEL,
+    device: str | None = options.DEVICE,
+    dtype: str | None = options.DTYPE,
+    adapter: str | None = options.ADAPTER,
+    host: str | None = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1)."),
+    port: int | None = typer.Option(None, "--port", "-p", help="Port (default 7860)."),
+    no_ui: bool = typer.Option(False, "--no-ui", help="Serve the API only, without the web UI."),
+) -> None:
+    """Start the lab server: web UI at /, OpenAI-compatible API at /v1, health at /healthz."""
+    import logging
+
+    import uvicorn
+
+    from medvlab.config import Settings
+    from medvlab.server.app import create_app
+    from medvlab.services import Lab
+
+    overrides = {"model": model, "device": device, "dtype": dtype, "adapter": adapter, "host": host, "port": port}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    logging.getLogger("medvlab").setLevel(logging.INFO)
+    app = create_app(Lab(settings), ui=not no_ui)
+    typer.echo(f"medvlab serving {settings.model} at http://{settings.host}:{settings.port}/", err=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")

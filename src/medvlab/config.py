@@ -1,0 +1,124 @@
+"""Configuration: process-wide ``Settings`` (env ``MEDVLAB_*``) and frozen dataclasses per concern.
+
+Precedence everywhere: defaults < environment (``MEDVLAB_*``) < explicit arguments/flags.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from medvlab.errors import ConfigError
+
+DEFAULT_MODEL = "google/medgemma-4b-it"
+"""Hub id used when no model is named."""
+
+TINY_MODEL = "tiny"
+"""Alias for the offline tiny Gemma 3 model built by :mod:`medvlab.vlm.tiny` (tests and demos)."""
+
+Language = Literal["en", "zh"]
+
+
+def default_cache_dir() -> Path:
+    """Where medvlab keeps things it builds itself (the tiny model). ``MEDVLAB_CACHE_DIR`` overrides."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "medvlab"
+
+
+class Settings(BaseSettings):
+    """Settings of one medvlab process (server or CLI). Every field reads ``MEDVLAB_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="MEDVLAB_", frozen=True, extra="ignore")
+
+    model: str = DEFAULT_MODEL
+    """Hugging Face hub id or local folder of an image-text-to-text model; ``tiny`` for the test model."""
+    adapter: str | None = None
+    """Optional PEFT adapter folder applied on top of ``model``."""
+    device: str | None = None
+    """``cuda``, ``cuda:1``, ``npu``, ``mlu``, ``mps``, ``xpu`` or ``cpu``; ``None`` picks the best found."""
+    dtype: str | None = None
+    """``bfloat16``, ``float16`` or ``float32``; ``None`` picks per device."""
+    host: str = "127.0.0.1"
+    """Interface the server binds to."""
+    port: int = Field(default=7860, ge=1, le=65535)
+    """Port the server listens on."""
+    max_new_tokens: int = Field(default=512, ge=1, le=32768)
+    """Default cap on generated tokens per answer."""
+    max_slices: int = Field(default=32, ge=1, le=512)
+    """Default cap on slices of a CT/MR volume sent to the model."""
+    allowed_paths: list[Path] = Field(default_factory=list)
+    """Folders from which the API may read images by local path; empty refuses all local paths."""
+    max_upload_mb: float = Field(default=512.0, gt=0)
+    """Largest accepted upload or data URI, in MiB."""
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    """Folder for artefacts medvlab builds (tiny model)."""
+
+
+@dataclass(frozen=True)
+class LoadLimits:
+    """Caps checked *before* pixel data is decoded, so hostile headers cannot exhaust memory."""
+
+    max_pixels_per_slice: int = 16384 * 16384
+    """Largest rows*columns of one slice/frame (a 16k x 16k radiograph fits)."""
+    max_slices: int = 4096
+    """Most slices/frames in one image or series."""
+    max_voxels: int = 1024 * 1024 * 1024
+    """Largest slices*rows*columns of one volume (1 Gi voxels = 4 GiB as float32)."""
+    max_file_mb: float = 4096.0
+    """Largest single file read, in MiB."""
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if value <= 0:
+                raise ConfigError(f"LoadLimits.{name} must be positive, got {value}.", "Use a positive number.")
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """How the model decodes an answer."""
+
+    max_new_tokens: int = 512
+    """Most tokens generated for one answer."""
+    do_sample: bool = False
+    """Greedy decoding when False (reproducible); sampling with ``temperature``/``top_p`` when True."""
+    temperature: float = 0.7
+    """Sampling temperature (only with ``do_sample``)."""
+    top_p: float = 0.95
+    """Nucleus sampling mass (only with ``do_sample``)."""
+    seed: int | None = None
+    """Seed for sampling; None leaves the generator as it is."""
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.", "Pass 1 or more.")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}.", "Use e.g. 0.7.")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}.", "Use e.g. 0.95.")
+
+
+@dataclass(frozen=True)
+class PromptOptions:
+    """How images and a question become chat messages."""
+
+    language: Language | None = None
+    """Answer language; None detects it from the question (any CJK character means Chinese)."""
+    max_slices: int = 32
+    """Most slices of a volume sent to the model, sampled evenly and kept in order."""
+    window: str | None = None
+    """Window preset name, ``C,W`` (centre,width), ``auto`` or ``medgemma``; None picks per modality."""
+    system_prompt: str | None = None
+    """Overrides the built-in system prompt of the chosen language."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form context for future prompt parts (e.g. measured volumes)."""
+
+    def __post_init__(self) -> None:
+        if self.max_slices < 1:
+            raise ConfigError(f"max_slices must be >= 1, got {self.max_slices}.", "Pass 1 or more.")
+        if self.language not in (None, "en", "zh"):
+            raise ConfigError(f"Unknown language '{self.language}'.", "Use 'en' or 'zh'.")

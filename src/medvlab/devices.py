@@ -1,0 +1,305 @@
+"""One device layer for CUDA (and ROCm), Ascend NPU, Cambricon MLU, Intel XPU, Apple MPS and CPU.
+
+Modelled on vLLM's ``platforms``: a table of probes, checked in priority order. Vendor extensions
+(``torch_npu``, ``torch_mlu``) are imported only inside their probe, and only when installed, so that
+importing medvlab never pays for (or breaks on) a vendor stack. Tests pass fake probes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from medvlab.errors import ConfigError, DeviceError, look_up_option
+
+logger = logging.getLogger(__name__)
+
+DTYPES = ("bfloat16", "float16", "float32")
+ATTENTION = ("flash_attention_2", "sdpa", "eager")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """How to find one kind of accelerator. Every callable may import vendor modules lazily."""
+
+    kind: str
+    """Torch device type: ``cuda``, ``npu``, ``mlu``, ``xpu``, ``mps`` or ``cpu``."""
+    available: Callable[[], bool]
+    """True when at least one device of this kind can be used now."""
+    count: Callable[[], int]
+    """Number of devices of this kind."""
+    name: Callable[[int], str]
+    """Human-readable name of device ``i``."""
+    memory_gb: Callable[[int], float | None]
+    """Total memory of device ``i`` in GiB, if known."""
+    supports_bf16: Callable[[], bool]
+    """Whether bfloat16 math is supported (and fast enough to prefer)."""
+    half_dtype: str = "bfloat16"
+    """Preferred reduced-precision dtype when bf16 is supported."""
+    install_hint: str = ""
+    """What to install to get this kind working."""
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """The device medvlab will run on, and the choices that follow from it."""
+
+    kind: str
+    index: int | None
+    name: str
+    dtype: str
+    attn_implementation: str
+    memory_gb: float | None = None
+    found: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def torch_device(self) -> str:
+        """String for ``torch.device`` / ``.to()``, e.g. ``cuda:0`` or ``cpu``."""
+        return self.kind if self.index is None else f"{self.kind}:{self.index}"
+
+
+def has_module(name: str) -> bool:
+    """True if ``name`` can be imported (without importing it)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def _vendor_backend(module: str, attr: str) -> Any | None:
+    """Import a vendor extension (which registers ``torch.<attr>``) and return that backend, or None."""
+    if not has_module(module):
+        return None
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # a broken vendor stack must not break medvlab
+        logger.warning("%s is installed but failed to import: %s", module, exc)
+        return None
+    return getattr(_torch(), attr, None)
+
+
+def _cuda_mem(i: int) -> float | None:
+    return float(_torch().cuda.get_device_properties(i).total_memory) / 2**30
+
+
+def _generic_probe(kind: str, module: str | None, hint: str, half: str = "bfloat16") -> Probe:
+    """A probe for a backend exposed as ``torch.<kind>`` (after importing ``module`` when given)."""
+
+    def backend() -> Any | None:
+        if module is not None:
+            return _vendor_backend(module, kind)
+        return getattr(_torch(), kind, None)
+
+    def available() -> bool:
+        b = backend()
+        return bool(b is not None and b.is_available())
+
+    def count() -> int:
+        b = backend()
+        return int(b.device_count()) if b is not None and b.is_available() else 0
+
+    def name(i: int) -> str:
+        b = backend()
+        getter = getattr(b, "get_device_name", None)
+        return str(getter(i)) if getter else kind
+
+    def memory(i: int) -> float | None:
+        b = backend()
+        props = getattr(b, "get_device_properties", None)
+        total = getattr(props(i), "total_memory", None) if props else None
+        return float(total) / 2**30 if total else None
+
+    def bf16() -> bool:
+        b = backend()
+        check = getattr(b, "is_bf16_supported", None)
+        return bool(check()) if check else half == "bfloat16"
+
+    return Probe(kind, available, count, name, memory, bf16, half, hint)
+
+
+def _cuda_probe() -> Probe:
+    def available() -> bool:
+        return bool(_torch().cuda.is_available())
+
+    return Probe(
+        kind="cuda",
+        available=available,
+        count=lambda: int(_torch().cuda.device_count()),
+        name=lambda i: str(_torch().cuda.get_device_name(i)),
+        memory_gb=_cuda_mem,
+        supports_bf16=lambda: bool(_torch().cuda.is_bf16_supported()),
+        install_hint="Install a CUDA (or ROCm) build of torch and the NVIDIA/AMD driver.",
+    )
+
+
+def _mps_probe() -> Probe:
+    def available() -> bool:
+        mps = getattr(_torch().backends, "mps", None)
+        return bool(mps is not None and mps.is_available())
+
+    return Probe(
+        kind="mps",
+        available=available,
+        count=lambda: 1 if available() else 0,
+        name=lambda i: f"Apple {platform.machine()} GPU",
+        memory_gb=lambda i: None,
+        # Gemma-family models overflow in float16; bf16 works on MPS with macOS 14+ and torch >= 2.3.
+        supports_bf16=lambda: True,
+        install_hint="Use macOS 14+ on Apple silicon with torch >= 2.3.",
+    )
+
+
+def _cpu_probe() -> Probe:
+    return Probe(
+        kind="cpu",
+        available=lambda: True,
+        count=lambda: 1,
+        name=lambda i: platform.processor() or platform.machine() or "cpu",
+        memory_gb=lambda i: None,
+        supports_bf16=lambda: False,  # bf16 on most CPUs is slower than float32; float32 is the safe default
+        install_hint="",
+    )
+
+
+def default_probes() -> list[Probe]:
+    """The probe table in priority order (first available wins)."""
+    return [
+        _cuda_probe(),
+        _generic_probe("npu", "torch_npu", "Install torch_npu matching your torch and the Ascend CANN toolkit."),
+        _generic_probe("mlu", "torch_mlu", "Install torch_mlu matching your torch and the Cambricon driver.", "float16"),
+        _generic_probe("xpu", None, "Install a torch build with XPU support and the Intel GPU driver."),
+        _mps_probe(),
+        _cpu_probe(),
+    ]
+
+
+def parse_device(spec: str, kinds: Sequence[str]) -> tuple[str, int | None]:
+    """Split ``cuda:1`` into ``('cuda', 1)``; names the valid kinds when ``spec`` is unknown."""
+    kind, _, idx = spec.strip().lower().partition(":")
+    kind = look_up_option(kind, kinds, "device")
+    if not idx:
+        return kind, None
+    if not idx.isdigit():
+        raise ConfigError(f"Bad device index in '{spec}'.", f"Write it as '{kind}' or '{kind}:0'.")
+    return kind, int(idx)
+
+
+def pick_attention(kind: str, dtype: str, module_exists: Callable[[str], bool] = has_module) -> str:
+    """flash-attention 2 on CUDA with a half dtype when installed, else PyTorch SDPA, else eager."""
+    if kind == "cuda" and dtype in ("bfloat16", "float16") and module_exists("flash_attn"):
+        return "flash_attention_2"
+    try:
+        import torch.nn.functional as F
+
+        if hasattr(F, "scaled_dot_product_attention"):
+            return "sdpa"
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
+    return "eager"
+
+
+def resolve_device(
+    device: str | None = None,
+    dtype: str | None = None,
+    attn_implementation: str | None = None,
+    probes: Sequence[Probe] | None = None,
+    module_exists: Callable[[str], bool] = has_module,
+) -> DeviceInfo:
+    """Choose the device (``device`` overrides detection), its dtype and its attention implementation."""
+    table = list(probes) if probes is not None else default_probes()
+    by_kind = {p.kind: p for p in table}
+    found = tuple(p.kind for p in table if _safe(p.available))
+
+    if device:
+        kind, index = parse_device(device, list(by_kind))
+        probe = by_kind[kind]
+        if kind not in found:
+            raise DeviceError(
+                f"Device '{device}' was requested but is not available (found: {', '.join(found)}).",
+                f"{probe.install_hint} Or pass --device {found[0]}.".strip(),
+            )
+        n = _safe(probe.count) or 0
+        if index is not None and index >= max(n, 1):
+            raise DeviceError(f"Device '{device}' does not exist; {n} {kind} device(s) found.", f"Use {kind}:0.")
+    else:
+        probe = next(p for p in table if p.kind in found)
+        kind, index = probe.kind, (0 if probe.kind not in ("cpu", "mps") else None)
+
+    if dtype:
+        chosen_dtype = look_up_option(dtype, DTYPES, "dtype")
+    elif kind == "cpu":
+        chosen_dtype = "float32"
+    else:
+        chosen_dtype = probe.half_dtype if _safe(probe.supports_bf16) else "float16"
+
+    attn = (
+        look_up_option(attn_implementation, ATTENTION, "attention implementation")
+        if attn_implementation
+        else pick_attention(kind, chosen_dtype, module_exists)
+    )
+    if attn == "flash_attention_2" and not (kind == "cuda" and module_exists("flash_attn")):
+        raise ConfigError(
+            "flash_attention_2 needs a CUDA device and the flash-attn package.",
+            "pip install flash-attn on a CUDA machine, or use --attn sdpa.",
+        )
+    i = index or 0
+    return DeviceInfo(
+        kind=kind,
+        index=index,
+        name=str(_safe(lambda: probe.name(i)) or kind),
+        dtype=chosen_dtype,
+        attn_implementation=attn,
+        memory_gb=_safe(lambda: probe.memory_gb(i)),
+        found=found,
+    )
+
+
+def _safe(fn: Callable[[], Any]) -> Any:
+    """Call a probe function; a vendor stack that throws counts as 'not there'."""
+    try:
+        return fn()
+    except Exception as exc:
+        logger.debug("device probe failed: %s", exc)
+        return None
+
+
+def doctor(device: str | None = None) -> dict[str, Any]:
+    """What medvlab finds on this machine: versions, accelerators, and the choice it would make."""
+    import os
+    import sys
+
+    report: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for mod in ("torch", "transformers", "pydicom", "nibabel", "gradio", "fastapi"):
+        try:
+            report[mod] = importlib.import_module(mod).__version__
+        except Exception:
+            report[mod] = "not installed"
+    probes = default_probes()
+    report["accelerators"] = {
+        p.kind: (_safe(p.count) or 0) if _safe(p.available) else 0 for p in probes if p.kind != "cpu"
+    }
+    report["optional"] = {m: has_module(m) for m in ("flash_attn", "bitsandbytes", "torch_npu", "torch_mlu")}
+    report["hf_hub_offline"] = os.environ.get("HF_HUB_OFFLINE", "0")
+    try:
+        info = resolve_device(device, probes=probes)
+        report["selected"] = {
+            "device": info.torch_device,
+            "name": info.name,
+            "dtype": info.dtype,
+            "attention": info.attn_implementation,
+            "memory_gb": round(info.memory_gb, 1) if info.memory_gb else None,
+        }
+    except DeviceError as exc:
+        report["selected"] = {"error": str(exc)}
+    return report

@@ -1,0 +1,80 @@
+"""One error hierarchy for medvlab.
+
+Every error carries two parts: ``problem`` (what went wrong, naming the input) and ``fix`` (what the
+user can do about it). ``str(error)`` joins them, so a CLI can print one line and an API can return
+it as a JSON message. The faces map classes to exit codes / HTTP statuses; library code only raises.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class MedvlabError(Exception):
+    """Base class of every error medvlab raises on purpose."""
+
+    def __init__(self, problem: str, fix: str | None = None) -> None:
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{problem} Fix: {fix}" if fix else problem)
+
+
+class ConfigError(MedvlabError):
+    """A setting, flag or option has a value medvlab cannot use."""
+
+
+class ImageLoadError(MedvlabError):
+    """A file could not be read as a medical image."""
+
+
+class UnsupportedFormatError(ImageLoadError):
+    """The file is not a format medvlab reads (or not an image at all)."""
+
+
+class ImageTooLargeError(ImageLoadError):
+    """The image is larger than the configured limits (pixels, slices or bytes)."""
+
+
+class DeviceError(MedvlabError):
+    """The requested accelerator is not available or not usable."""
+
+
+class ModelLoadError(MedvlabError):
+    """A model or processor could not be loaded."""
+
+
+class ModelNotFoundError(ModelLoadError):
+    """The model id or folder does not exist (or is not cached while offline)."""
+
+
+class GatedModelError(ModelLoadError):
+    """The model exists but its licence has not been accepted / no token was given."""
+
+
+class InputRefusedError(MedvlabError):
+    """An input was refused by policy (local paths, remote URLs, sizes)."""
+
+
+class RequestError(MedvlabError):
+    """A request is malformed (wrong fields, empty question, unknown model)."""
+
+
+class NotFoundError(MedvlabError):
+    """A named resource (model, preset, route object) does not exist."""
+
+
+def look_up_option(value: str, options: Iterable[str], what: str) -> str:
+    """Return ``value`` if it is one of ``options`` (case-insensitive), else raise with a suggestion.
+
+    Modelled on MONAI's ``look_up_option``: the message names the bad value, the closest option
+    ("did you mean ...") and the full list.
+    """
+    opts = list(options)
+    lowered = {o.lower(): o for o in opts}
+    key = value.strip().lower()
+    if key in lowered:
+        return lowered[key]
+    close = difflib.get_close_matches(key, list(lowered), n=1, cutoff=0.5)
+    hint = f"did you mean '{lowered[close[0]]}'? " if close else ""
+    raise ConfigError(f"Unknown {what} '{value}'.", f"{hint}Choose one of: {', '.join(opts)}.")

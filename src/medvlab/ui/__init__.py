@@ -1,0 +1,1 @@
+"""The Gradio web UI, mounted by the server at /."""

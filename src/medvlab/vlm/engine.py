@@ -1,0 +1,346 @@
+"""The VLM engine: load any Hugging Face image-text-to-text model and stream answers from it.
+
+``TransformersBackend`` runs the model in-process (AutoProcessor + AutoModelForImageTextToText), the
+same code for ``google/medgemma-4b-it``, a local folder, or the offline tiny model. Generation runs in
+a worker thread and tokens are streamed back; MedGemma's thinking span (``<unused94>…<unused95>``) is
+dropped at the token level, so neither its text nor its markers reach the user.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from medvlab.config import TINY_MODEL, GenerationOptions
+from medvlab.devices import DeviceInfo, resolve_device
+from medvlab.errors import ConfigError, GatedModelError, ModelLoadError, ModelNotFoundError
+
+logger = logging.getLogger(__name__)
+
+THINK_START = "<unused94>"
+THINK_END = "<unused95>"
+
+
+@dataclass
+class StreamStats:
+    """Filled in while an answer streams: token counts and why generation stopped."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+    seconds: float = 0.0
+
+
+class Backend(Protocol):
+    """What the services need from a model backend."""
+
+    model_id: str
+
+    def stream(
+        self,
+        messages: list[dict[str, Any]],
+        options: GenerationOptions,
+        stats: StreamStats | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[str]:
+        """Yield the answer's text in pieces as it is generated."""
+        ...
+
+
+class ThinkingFilter:
+    """Drops token ids from a thinking-start id up to and including the matching end id."""
+
+    def __init__(self, start_id: int | None, end_id: int | None) -> None:
+        self.start_id, self.end_id = start_id, end_id
+        self.inside = False
+
+    def feed(self, ids: Sequence[int]) -> list[int]:
+        kept: list[int] = []
+        for i in ids:
+            if self.start_id is not None and i == self.start_id:
+                self.inside = True
+            elif self.inside:
+                if i == self.end_id:
+                    self.inside = False
+            else:
+                kept.append(i)
+        return kept
+
+
+class IncrementalDecoder:
+    """Turns a growing list of token ids into text deltas.
+
+    Decodes the whole kept sequence each step and emits the new suffix, holding back text that ends
+    in U+FFFD (a multi-byte character whose byte-fallback tokens have not all arrived yet).
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.emitted = ""
+
+    def push(self, ids: Sequence[int]) -> str:
+        self.ids.extend(ids)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):
+            return ""
+        return self._delta(text)
+
+    def flush(self) -> str:
+        return self._delta(self.tokenizer.decode(self.ids, skip_special_tokens=True))
+
+    def _delta(self, text: str) -> str:
+        if not text.startswith(self.emitted):  # decoders may re-normalise earlier text; resync
+            common = os.path.commonprefix([text, self.emitted])
+            self.emitted = common
+        delta = text[len(self.emitted) :]
+        self.emitted = text
+        return delta
+
+
+class _IdQueue:
+    """A ``generate()`` streamer that hands new token ids to the consuming thread (skips the prompt)."""
+
+    _END = object()
+
+    def __init__(self) -> None:
+        self.q: queue.Queue[Any] = queue.Queue()
+        self.seen_prompt = False
+
+    def put(self, value: Any) -> None:
+        if not self.seen_prompt:
+            self.seen_prompt = True
+            return
+        self.q.put(value.reshape(-1).tolist())
+
+    def end(self) -> None:
+        self.q.put(self._END)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        while True:
+            item = self.q.get()
+            if item is self._END:
+                return
+            yield item
+
+
+def resolve_model_source(model: str, cache_dir: Path | None = None) -> str:
+    """``tiny`` -> the offline tiny model folder; a local folder stays; anything else is a hub id."""
+    if model == TINY_MODEL:
+        from medvlab.vlm.tiny import tiny_model_dir
+
+        return str(tiny_model_dir(cache_dir))
+    path = Path(model).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelNotFoundError(
+                f"The folder '{model}' has no config.json, so it is not a Hugging Face model folder.",
+                "Point --model at the folder that holds config.json (e.g. a snapshot from `hf download`).",
+            )
+        return str(path)
+    if model.startswith((".", "/", "~")) or os.sep in model.strip("/").replace("/", "", 1):
+        raise ModelNotFoundError(f"The model folder '{model}' does not exist.", "Check the path.")
+    return model
+
+
+def _classify_load_error(model: str, exc: BaseException) -> ModelLoadError:
+    """Map the many exceptions of hub/transformers loading to medvlab errors that say what to do."""
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+    )
+
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and len(chain) < 10:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    text = " ".join(str(e) for e in chain).lower()
+    get_it = (
+        f"Download it where there is internet (`hf download {model}`) and copy the folder here, then pass "
+        "--model /path/to/folder; or run `medvlab ask --model tiny` to try the offline test model."
+    )
+    if any(isinstance(e, GatedRepoError) for e in chain) or "gated" in text or "401" in text:
+        return GatedModelError(
+            f"Access to '{model}' is gated: its licence has not been accepted for your account or no token was found.",
+            f"Accept the terms at https://huggingface.co/{model}, then run `hf auth login` (or set HF_TOKEN). "
+            + get_it,
+        )
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    if any(isinstance(e, (LocalEntryNotFoundError, OfflineModeIsEnabled)) for e in chain) or offline:
+        return ModelNotFoundError(
+            f"The weights of '{model}' are not on this machine"
+            + (" and HF_HUB_OFFLINE is set, so they cannot be downloaded." if offline else " and cannot be downloaded."),
+            get_it,
+        )
+    if any(isinstance(e, RepositoryNotFoundError) for e in chain) or "not a valid model identifier" in text:
+        return ModelNotFoundError(f"'{model}' is neither a local folder nor a model on the Hugging Face hub.", get_it)
+    if "unrecognized" in text or "imagetexttotext" in text.replace("-", "").replace("_", ""):
+        return ModelLoadError(
+            f"'{model}' is not an image-text-to-text model that transformers can load: {exc}",
+            "Use a vision-language model (e.g. google/medgemma-4b-it) or upgrade transformers.",
+        )
+    if "connect" in text or "resolve" in text or "network" in text or "timed out" in text:
+        return ModelNotFoundError(f"'{model}' could not be fetched: there is no connection to the hub.", get_it)
+    return ModelLoadError(f"Loading '{model}' failed: {type(exc).__name__}: {exc}", get_it)
+
+
+class TransformersBackend:
+    """An image-text-to-text model running in this process through transformers."""
+
+    def __init__(
+        self,
+        model: str,
+        device: DeviceInfo | None = None,
+        adapter: str | None = None,
+        cache_dir: Path | None = None,
+        trust_remote_code: bool = False,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.model_id = model
+        self.adapter = adapter
+        self.device = device or resolve_device()
+        self.source = resolve_model_source(model, cache_dir)
+        self._lock = threading.Lock()
+        started = time.perf_counter()
+        kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+        try:
+            self.processor = AutoProcessor.from_pretrained(self.source, **kwargs)
+            dtype = getattr(torch, self.device.dtype)
+            try:
+                self.model = AutoModelForImageTextToText.from_pretrained(
+                    self.source, dtype=dtype, attn_implementation=self.device.attn_implementation, **kwargs
+                )
+            except (ValueError, ImportError) as exc:
+                if self.device.attn_implementation == "eager" or "attn" not in str(exc).lower():
+                    raise
+                logger.warning("%s does not support %s attention; using eager", model, self.device.attn_implementation)
+                self.model = AutoModelForImageTextToText.from_pretrained(
+                    self.source, dtype=dtype, attn_implementation="eager", **kwargs
+                )
+        except Exception as exc:
+            raise _classify_load_error(model, exc) from exc
+        if adapter:
+            self.model = _apply_adapter(self.model, adapter)
+        self.model.to(self.device.torch_device).eval()
+        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        self.think_ids = (self._token_id(THINK_START), self._token_id(THINK_END))
+        logger.info(
+            "loaded %s on %s (%s, %s attention) in %.1fs",
+            model,
+            self.device.torch_device,
+            self.device.dtype,
+            self.device.attn_implementation,
+            time.perf_counter() - started,
+        )
+
+    def _token_id(self, token: str) -> int | None:
+        tid = self.tokenizer.convert_tokens_to_ids(token)
+        return None if tid is None or tid == self.tokenizer.unk_token_id else int(tid)
+
+    def prepare(self, messages: list[dict[str, Any]]) -> Any:
+        """Chat messages -> model inputs on the device (pixel values in the model's dtype)."""
+        inputs = self.processor.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+        )
+        inputs = inputs.to(self.device.torch_device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        return inputs
+
+    def stream(
+        self,
+        messages: list[dict[str, Any]],
+        options: GenerationOptions,
+        stats: StreamStats | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[str]:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        stats = stats if stats is not None else StreamStats()
+        cancel = cancel or threading.Event()
+        inputs = self.prepare(messages)
+        stats.prompt_tokens = int(inputs["input_ids"].shape[-1])
+
+        class _Cancelled(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
+
+        streamer = _IdQueue()
+        gen_kwargs: dict[str, Any] = {
+            **inputs,
+            "max_new_tokens": options.max_new_tokens,
+            "do_sample": options.do_sample,
+            "streamer": streamer,
+            "stopping_criteria": StoppingCriteriaList([_Cancelled()]),
+        }
+        if options.do_sample:
+            gen_kwargs.update(temperature=options.temperature, top_p=options.top_p)
+        else:  # greedy: clear sampling knobs a model's generation_config may carry
+            gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                with self._lock, torch.inference_mode():
+                    if options.seed is not None:
+                        torch.manual_seed(options.seed)
+                    self.model.generate(**gen_kwargs)
+            except BaseException as exc:
+                errors.append(exc)
+                streamer.end()
+
+        started = time.perf_counter()
+        worker = threading.Thread(target=work, name="medvlab-generate", daemon=True)
+        worker.start()
+        thinking = ThinkingFilter(*self.think_ids)
+        decoder = IncrementalDecoder(self.tokenizer)
+        try:
+            for ids in streamer:
+                stats.completion_tokens += len(ids)
+                delta = decoder.push(thinking.feed(ids))
+                if delta:
+                    yield delta
+            tail = decoder.flush()
+            if tail:
+                yield tail
+        finally:
+            cancel.set()  # a consumer that stops early (client gone) stops generation
+            worker.join()
+            stats.seconds = time.perf_counter() - started
+        if errors:
+            raise ModelLoadError(f"Generation failed: {type(errors[0]).__name__}: {errors[0]}", "See the server log.")
+        stats.finish_reason = "length" if stats.completion_tokens >= options.max_new_tokens else "stop"
+
+
+def _apply_adapter(model: Any, adapter: str) -> Any:
+    try:
+        from peft import PeftModel
+    except ImportError as exc:
+        raise ConfigError("Loading an adapter needs the peft package.", "pip install peft") from exc
+    if not Path(adapter).exists():
+        raise ModelNotFoundError(f"The adapter folder '{adapter}' does not exist.", "Check the --adapter path.")
+    return PeftModel.from_pretrained(model, adapter)
+
+
+def load_backend(
+    model: str,
+    device: str | None = None,
+    dtype: str | None = None,
+    adapter: str | None = None,
+    cache_dir: Path | None = None,
+) -> TransformersBackend:
+    """Resolve the device and load ``model`` (hub id, folder or ``tiny``)."""
+    return TransformersBackend(model, resolve_device(device, dtype), adapter=adapter, cache_dir=cache_dir)
