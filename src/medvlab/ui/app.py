@@ -67,7 +67,8 @@ def _paths(files: Any) -> list[str]:
     if not files:
         return []
     items = files if isinstance(files, list) else [files]
-    return [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in items]
+    # Event handlers get path strings; gr.api endpoints get FileData dicts ({"path": ...}).
+    return [f if isinstance(f, str) else f["path"] if isinstance(f, dict) else getattr(f, "path", str(f)) for f in items]
 
 
 def _describe(image: MedImage) -> str:

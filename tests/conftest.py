@@ -1,0 +1,84 @@
+"""Shared fixtures: real test files shipped by pydicom / pydicom-data / nibabel, and the tiny model."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import socket  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import httpx  # noqa: E402
+import pytest  # noqa: E402
+
+from medvlab.config import Settings  # noqa: E402
+from medvlab.services import Lab  # noqa: E402
+from tests.helpers import dicom_test_files  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def dicom_files() -> dict[str, Path]:
+    """Every .dcm file bundled with pydicom and pydicom-data, by file name."""
+    return {p.name: p for p in dicom_test_files()}
+
+
+@pytest.fixture(scope="session")
+def nibabel_data() -> Path:
+    import nibabel
+
+    return Path(nibabel.__file__).parent / "tests" / "data"
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private medvlab cache for the test session (the tiny model is built into it once)."""
+    path = tmp_path_factory.mktemp("medvlab-cache")
+    os.environ["MEDVLAB_CACHE_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(cache_dir: Path) -> Path:
+    from medvlab.vlm.tiny import tiny_model_dir
+
+    return tiny_model_dir(cache_dir)
+
+
+@pytest.fixture(scope="session")
+def lab(tiny_dir: Path, cache_dir: Path) -> Iterator[Lab]:
+    """A lab serving the tiny model (loaded once for the whole session)."""
+    yield Lab(Settings(model="tiny", cache_dir=cache_dir, max_new_tokens=16, max_slices=8))
+
+
+@pytest.fixture(scope="session")
+def live_server(lab: Lab) -> Iterator[str]:
+    """A real lab server (uvicorn in a thread, tiny model, web UI mounted) on a free loopback port."""
+    import uvicorn
+
+    from medvlab.server.app import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(create_app(lab), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        raise RuntimeError("the lab server did not start")
+    yield url
+    server.should_exit = True
+    thread.join(timeout=10)

@@ -1,0 +1,50 @@
+"""Helpers for tests: locating bundled data and writing small real DICOM series."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.uid import generate_uid
+
+
+def dicom_test_files() -> list[Path]:
+    """pydicom's own test files plus the pydicom-data package's, without any network access."""
+    roots = [Path(pydicom.__file__).parent / "data" / "test_files"]
+    try:
+        import data_store  # the pydicom-data package
+
+        roots.append(Path(data_store.__file__).parent / "data")
+    except ImportError:
+        pass
+    return sorted(p for root in roots for p in root.glob("*.dcm"))
+
+
+def write_series(
+    src: Path, out: Path, n: int, spacing: float = 2.5, shuffle: bool = True, series_uid: str | None = None
+) -> list[float]:
+    """Write ``n`` slices of the real slice ``src`` as one series (positions along z, files shuffled).
+
+    Slice k holds the source pixels plus 10*k (stored values), so tests can check the order.
+    Returns the z positions in slice order.
+    """
+    base = pydicom.dcmread(src)
+    uid = series_uid or generate_uid()
+    z0 = float(base.ImagePositionPatient[2])
+    order = np.random.default_rng(0).permutation(n) if shuffle else np.arange(n)
+    out.mkdir(parents=True, exist_ok=True)
+    zs = []
+    for k in range(n):
+        ds = base.copy()
+        ds.SeriesInstanceUID = uid
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        z = z0 + k * spacing
+        zs.append(z)
+        ds.ImagePositionPatient = [base.ImagePositionPatient[0], base.ImagePositionPatient[1], z]
+        ds.InstanceNumber = int(order[k]) + 1  # deliberately unrelated to position
+        arr = base.pixel_array.astype(np.int32) + 10 * k
+        ds.PixelData = arr.astype(base.pixel_array.dtype).tobytes()
+        ds.save_as(out / f"IMG{int(order[k]):04d}.dcm")
+    return zs

@@ -1,0 +1,58 @@
+"""The Lab use cases with the tiny model and real images."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from medvlab.config import Settings
+from medvlab.errors import InputRefusedError, RequestError
+from medvlab.services import Lab
+from medvlab.vlm.prompting import DISCLAIMERS
+
+
+def test_ask_streams_an_answer_that_ends_with_the_disclaimer(lab: Lab, dicom_files: dict[str, Path]) -> None:
+    chunks = list(lab.ask(dicom_files["RG1_UNCI.dcm"], "Is there a pneumothorax?"))
+    assert len(chunks) >= 2
+    assert chunks[-1].strip() == DISCLAIMERS["en"]
+    zh = "".join(lab.ask(dicom_files["CT_small.dcm"], "有没有出血？"))
+    assert zh.endswith(DISCLAIMERS["zh"])
+
+
+def test_empty_question_is_refused(lab: Lab, dicom_files: dict[str, Path]) -> None:
+    with pytest.raises(RequestError, match="empty"):
+        lab.ask(dicom_files["CT_small.dcm"], "   ")
+
+
+def test_data_uri_local_path_and_remote_policy(lab: Lab, dicom_files: dict[str, Path], tmp_path: Path) -> None:
+    data = base64.b64encode(dicom_files["CT_small.dcm"].read_bytes()).decode()
+    assert lab.load_image_reference(f"data:application/dicom;base64,{data}").modality == "CT"
+    with pytest.raises(RequestError, match="base64"):
+        lab.load_image_reference("data:application/dicom;base64,@@@not-base64@@@")
+    with pytest.raises(InputRefusedError, match="Remote image URLs"):
+        lab.load_image_reference("https://example.org/cxr.png")
+    with pytest.raises(InputRefusedError, match="MEDVLAB_ALLOWED_PATHS"):
+        lab.load_image_reference(str(dicom_files["CT_small.dcm"]))
+
+
+def test_allowed_paths_and_traversal(dicom_files: dict[str, Path], tmp_path: Path) -> None:
+    root = tmp_path / "allowed"
+    root.mkdir()
+    (root / "ct.dcm").write_bytes(dicom_files["CT_small.dcm"].read_bytes())
+    (tmp_path / "secret.dcm").write_bytes(dicom_files["CT_small.dcm"].read_bytes())
+    lab = Lab(Settings(model="tiny", allowed_paths=[root]))
+    assert lab.load_image_reference(f"file://{root / 'ct.dcm'}").modality == "CT"
+    with pytest.raises(InputRefusedError):
+        lab.load_image_reference(str(root / ".." / "secret.dcm"))
+
+
+def test_model_load_failure_is_remembered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medvlab.errors import ModelNotFoundError
+
+    lab = Lab(Settings(model=str(tmp_path / "missing-model")))
+    for _ in range(2):
+        with pytest.raises(ModelNotFoundError):
+            _ = lab.backend
+    assert lab.load_error is not None and not lab.backend_loaded

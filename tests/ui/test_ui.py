@@ -1,0 +1,48 @@
+"""The Gradio web UI through gradio_client against the running server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+
+from medvlab.vlm.prompting import DISCLAIMERS
+
+
+@pytest.fixture(scope="module")
+def ui(live_server: str) -> Client:
+    return Client(f"{live_server}/", verbose=False)
+
+
+def test_page_is_served_at_root(live_server: str) -> None:
+    page = httpx.get(f"{live_server}/")
+    assert page.status_code == 200 and "gradio" in page.text.lower()
+    assert "fonts.googleapis.com" not in page.text  # no outbound font requests
+
+
+def test_ask_endpoint_streams_an_answer(ui: Client, dicom_files: dict[str, Path]) -> None:
+    job = ui.submit(handle_file(str(dicom_files["RG1_UNCI.dcm"])), "Any effusion?", "lung", 4, 8, api_name="/ask")
+    partials = list(job)
+    final = job.result()
+    assert final.endswith(DISCLAIMERS["en"])
+    assert len(partials) >= 2 and all(final.startswith(p) for p in partials)  # growing text: real streaming
+
+
+def test_load_endpoint_describes_a_series(ui: Client, dicom_files: dict[str, Path], tmp_path: Path) -> None:
+    from tests.helpers import write_series
+
+    write_series(dicom_files["CT_small.dcm"], tmp_path / "s", n=6)
+    files = [handle_file(str(p)) for p in sorted((tmp_path / "s").glob("*.dcm"))]
+    info, preview, slider = ui.predict(files, "lung", api_name="/load")
+    assert "dicom-series" in info and "CT" in info and "6 × 128 × 128" in info
+    assert Path(preview).exists()
+    assert slider["value"] == 4 and slider["maximum"] == 6 and slider["visible"]  # middle slice, 1-based
+
+
+def test_bad_upload_shows_the_error(ui: Client, tmp_path: Path) -> None:
+    bad = tmp_path / "report.txt"
+    bad.write_text("not an image")
+    with pytest.raises(Exception, match="not a recognised medical image"):
+        ui.predict([handle_file(str(bad))], "q", "auto", 4, 8, api_name="/ask")
