@@ -8,18 +8,18 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import socket  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
-import httpx  # noqa: E402
-import pytest  # noqa: E402
+import httpx
+import pytest
 
-from medvlab.config import Settings  # noqa: E402
-from medvlab.services import Lab  # noqa: E402
-from tests.helpers import dicom_test_files  # noqa: E402
+from medvlab.config import Settings
+from medvlab.services import Lab
+from tests.helpers import dicom_test_files
 
 
 @pytest.fixture(scope="session")
@@ -51,9 +51,9 @@ def tiny_dir(cache_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def lab(tiny_dir: Path, cache_dir: Path) -> Iterator[Lab]:
+def lab(tiny_dir: Path, cache_dir: Path) -> Lab:
     """A lab serving the tiny model (loaded once for the whole session)."""
-    yield Lab(Settings(model="tiny", cache_dir=cache_dir, max_new_tokens=16, max_slices=8))
+    return Lab(Settings(model="tiny", cache_dir=cache_dir, max_new_tokens=16, max_slices=8))
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,9 @@ from medvlab.devices import Probe, doctor, pick_attention, resolve_device
 from medvlab.errors import ConfigError, DeviceError
 
 
-def fake(kind: str, available: bool = True, count: int = 1, bf16: bool = True, half: str = "bfloat16") -> Probe:
+def fake(
+    kind: str, available: bool = True, count: int = 1, bf16: bool = True, half: str = "bfloat16"
+) -> Probe:
     return Probe(
         kind=kind,
         available=lambda: available,
@@ -23,7 +25,9 @@ def fake(kind: str, available: bool = True, count: int = 1, bf16: bool = True, h
 
 def table(**avail: bool) -> list[Probe]:
     kinds = ["cuda", "npu", "mlu", "xpu", "mps"]
-    return [fake(k, avail.get(k, False), half="float16" if k == "mlu" else "bfloat16") for k in kinds] + [fake("cpu")]
+    return [fake(k, avail.get(k, False), half="float16" if k == "mlu" else "bfloat16") for k in kinds] + [
+        fake("cpu")
+    ]
 
 
 def no_flash(name: str) -> bool:

@@ -26,7 +26,9 @@ def test_empty_question_is_refused(lab: Lab, dicom_files: dict[str, Path]) -> No
         lab.ask(dicom_files["CT_small.dcm"], "   ")
 
 
-def test_data_uri_local_path_and_remote_policy(lab: Lab, dicom_files: dict[str, Path], tmp_path: Path) -> None:
+def test_data_uri_local_path_and_remote_policy(
+    lab: Lab, dicom_files: dict[str, Path], tmp_path: Path
+) -> None:
     data = base64.b64encode(dicom_files["CT_small.dcm"].read_bytes()).decode()
     assert lab.load_image_reference(f"data:application/dicom;base64,{data}").modality == "CT"
     with pytest.raises(RequestError, match="base64"):

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     """Folder for artefacts medvlab builds (tiny model)."""
 
 
+def settings_with(**overrides: Any) -> Settings:
+    """Settings from the environment, with the overrides that are not None (e.g. CLI flags) on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
 @dataclass(frozen=True)
 class LoadLimits:
     """Caps checked *before* pixel data is decoded, so hostile headers cannot exhaust memory."""
@@ -75,7 +80,9 @@ class LoadLimits:
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
             if value <= 0:
-                raise ConfigError(f"LoadLimits.{name} must be positive, got {value}.", "Use a positive number.")
+                raise ConfigError(
+                    f"LoadLimits.{name} must be positive, got {value}.", "Use a positive number."
+                )
 
 
 @dataclass(frozen=True)

@@ -176,8 +176,12 @@ def default_probes() -> list[Probe]:
     """The probe table in priority order (first available wins)."""
     return [
         _cuda_probe(),
-        _generic_probe("npu", "torch_npu", "Install torch_npu matching your torch and the Ascend CANN toolkit."),
-        _generic_probe("mlu", "torch_mlu", "Install torch_mlu matching your torch and the Cambricon driver.", "float16"),
+        _generic_probe(
+            "npu", "torch_npu", "Install torch_npu matching your torch and the Ascend CANN toolkit."
+        ),
+        _generic_probe(
+            "mlu", "torch_mlu", "Install torch_mlu matching your torch and the Cambricon driver.", "float16"
+        ),
         _generic_probe("xpu", None, "Install a torch build with XPU support and the Intel GPU driver."),
         _mps_probe(),
         _cpu_probe(),
@@ -231,7 +235,9 @@ def resolve_device(
             )
         n = _safe(probe.count) or 0
         if index is not None and index >= max(n, 1):
-            raise DeviceError(f"Device '{device}' does not exist; {n} {kind} device(s) found.", f"Use {kind}:0.")
+            raise DeviceError(
+                f"Device '{device}' does not exist; {n} {kind} device(s) found.", f"Use {kind}:0."
+            )
     else:
         probe = next(p for p in table if p.kind in found)
         kind, index = probe.kind, (0 if probe.kind not in ("cpu", "mps") else None)

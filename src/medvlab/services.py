@@ -72,7 +72,9 @@ class Lab:
         return self._backend is not None
 
     # -- images ---------------------------------------------------------------------------------
-    def load_image(self, source: str | Path | Sequence[str | Path], progress: Progress | None = None) -> MedImage:
+    def load_image(
+        self, source: str | Path | Sequence[str | Path], progress: Progress | None = None
+    ) -> MedImage:
         """A file, a DICOM folder, or several files of one DICOM series."""
         return load(source, limits=self.limits, progress=progress)
 
@@ -87,8 +89,8 @@ class Lab:
                 return self.load_image(target)
         raise InputRefusedError(
             f"Reading local path '{path}' is not allowed.",
-            "Send the image as a base64 data URI, or start the server with MEDVLAB_ALLOWED_PATHS='[\"/data\"]' "
-            "naming the folders it may read.",
+            "Send the image as a base64 data URI, or start the server with "
+            "MEDVLAB_ALLOWED_PATHS='[\"/data\"]' naming the folders it may read.",
         )
 
     def load_image_reference(self, ref: str) -> MedImage:
@@ -100,7 +102,9 @@ class Lab:
         if ref.startswith("data:"):
             header, _, payload = ref.partition(",")
             if ";base64" not in header:
-                raise RequestError("Only base64 data URIs are accepted.", "Encode the file as data:<mime>;base64,<...>.")
+                raise RequestError(
+                    "Only base64 data URIs are accepted.", "Encode the file as data:<mime>;base64,<...>."
+                )
             if len(payload) * 3 / 4 > self.limits.max_file_mb * 2**20:
                 raise ImageTooLargeError(
                     f"The image is larger than {self.limits.max_file_mb} MiB.", "Send a smaller image."
@@ -108,7 +112,9 @@ class Lab:
             try:
                 data = base64.b64decode(payload, validate=True)
             except (binascii.Error, ValueError) as exc:
-                raise RequestError("The data URI is not valid base64.", "Re-encode the file with base64.") from exc
+                raise RequestError(
+                    "The data URI is not valid base64.", "Re-encode the file with base64."
+                ) from exc
             mime = header[5:].split(";")[0].lower()
             return self.load_image_bytes(data, "upload" + MIME_SUFFIXES.get(mime, ""))
         if ref.startswith(("http://", "https://", "ftp://")):
@@ -149,7 +155,9 @@ class Lab:
         those errors before it starts streaming.
         """
         if not turns or turns[-1].role != "user":
-            raise RequestError("The conversation must end with a user message.", "Add the question as the last message.")
+            raise RequestError(
+                "The conversation must end with a user message.", "Add the question as the last message."
+            )
         if not turns[-1].text.strip():
             raise RequestError("The question is empty.", "Type a question about the image.")
         prompt = prompt or self.prompt_options()

@@ -27,18 +27,30 @@ def medvlab(*args: str, cache_dir: Path) -> subprocess.CompletedProcess[str]:
 
 def test_ask_streams_to_stdout(tiny_dir: Path, cache_dir: Path, dicom_files: dict[str, Path]) -> None:
     out = medvlab(
-        "ask", str(dicom_files["CT_small.dcm"]), "What organ is shown?", "--model", "tiny", "--max-new-tokens", "8",
-        "--window", "abdomen", cache_dir=cache_dir,
+        "ask",
+        str(dicom_files["CT_small.dcm"]),
+        "What organ is shown?",
+        "--model",
+        "tiny",
+        "--max-new-tokens",
+        "8",
+        "--window",
+        "abdomen",
+        cache_dir=cache_dir,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith(DISCLAIMERS["en"])
 
 
-def test_ask_in_chinese_on_a_series(tiny_dir: Path, cache_dir: Path, dicom_files: dict[str, Path], tmp_path: Path) -> None:
+def test_ask_in_chinese_on_a_series(
+    tiny_dir: Path, cache_dir: Path, dicom_files: dict[str, Path], tmp_path: Path
+) -> None:
     from tests.helpers import write_series
 
     write_series(dicom_files["CT_small.dcm"], tmp_path / "s", n=5)
-    result = runner.invoke(app, ["ask", str(tmp_path / "s"), "有异常吗？", "--model", "tiny", "--max-new-tokens", "6"])
+    result = runner.invoke(
+        app, ["ask", str(tmp_path / "s"), "有异常吗？", "--model", "tiny", "--max-new-tokens", "6"]
+    )
     assert result.exit_code == 0, result.output
     assert DISCLAIMERS["zh"] in result.stdout
 
@@ -53,7 +65,16 @@ def test_bad_file_is_one_line_and_nonzero(cache_dir: Path, tmp_path: Path) -> No
 
 
 def test_unavailable_device_is_a_clear_error(cache_dir: Path, dicom_files: dict[str, Path]) -> None:
-    out = medvlab("ask", str(dicom_files["CT_small.dcm"]), "q", "--model", "tiny", "--device", "npu", cache_dir=cache_dir)
+    out = medvlab(
+        "ask",
+        str(dicom_files["CT_small.dcm"]),
+        "q",
+        "--model",
+        "tiny",
+        "--device",
+        "npu",
+        cache_dir=cache_dir,
+    )
     assert out.returncode == 2 and "npu" in out.stderr and "not available" in out.stderr
 
 
@@ -70,7 +91,9 @@ def test_info_and_render(dicom_files: dict[str, Path], tmp_path: Path) -> None:
     info = json.loads(result.stdout)
     assert info["modality"] == "CT" and info["shape"] == [1, 512, 512] and info["window"] == [40.0, 100.0]
     png = tmp_path / "lung.png"
-    result = runner.invoke(app, ["render", str(dicom_files["693_UNCI.dcm"]), "-o", str(png), "--window", "lung"])
+    result = runner.invoke(
+        app, ["render", str(dicom_files["693_UNCI.dcm"]), "-o", str(png), "--window", "lung"]
+    )
     assert result.exit_code == 0
     with Image.open(png) as im:
         assert im.size == (512, 512) and im.mode == "RGB"
@@ -79,8 +102,19 @@ def test_info_and_render(dicom_files: dict[str, Path], tmp_path: Path) -> None:
 @pytest.mark.parametrize("window", ["lugn", "40,-1"])
 def test_bad_window_flag(dicom_files: dict[str, Path], tmp_path: Path, window: str) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "medvlab.cli.main", "render", str(dicom_files["CT_small.dcm"]), "-o",
-         str(tmp_path / "x.png"), "--window", window],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "medvlab.cli.main",
+            "render",
+            str(dicom_files["CT_small.dcm"]),
+            "-o",
+            str(tmp_path / "x.png"),
+            "--window",
+            window,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 2 and out.stderr.startswith("error:") and "Fix:" in out.stderr

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from medvlab.errors import ConfigError
-from medvlab.imaging import MEDGEMMA_CT_WINDOWS, load, medgemma_ct_rgb, parse_window, render_slice, sample_slices
+from medvlab.imaging import (
+    MEDGEMMA_CT_WINDOWS,
+    load,
+    medgemma_ct_rgb,
+    parse_window,
+    render_slice,
+    sample_slices,
+)
 from medvlab.imaging.types import MedImage
 
 

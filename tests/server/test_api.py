@@ -26,7 +26,12 @@ def client(live_server: str) -> openai.OpenAI:
 
 
 def ask_messages(uri: str, question: str) -> list[dict]:
-    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": uri}}, {"type": "text", "text": question}]}]
+    return [
+        {
+            "role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": uri}}, {"type": "text", "text": question}],
+        }
+    ]
 
 
 def test_health_and_models(live_server: str, client: openai.OpenAI) -> None:
@@ -35,12 +40,16 @@ def test_health_and_models(live_server: str, client: openai.OpenAI) -> None:
     assert [m.id for m in client.models.list().data] == ["tiny"]
 
 
-def test_chat_completion_streaming_matches_non_streaming(client: openai.OpenAI, dicom_files: dict[str, Path]) -> None:
+def test_chat_completion_streaming_matches_non_streaming(
+    client: openai.OpenAI, dicom_files: dict[str, Path]
+) -> None:
     msgs = ask_messages(data_uri(dicom_files["RG1_UNCI.dcm"]), "Describe the chest X-ray.")
     full = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=12)
     text = full.choices[0].message.content or ""
     assert text.endswith(DISCLAIMERS["en"])
-    assert full.usage is not None and full.usage.prompt_tokens > 16 and 1 <= full.usage.completion_tokens <= 12
+    assert (
+        full.usage is not None and full.usage.prompt_tokens > 16 and 1 <= full.usage.completion_tokens <= 12
+    )
     stream = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=12, stream=True)
     deltas, finish = [], None
     for chunk in stream:
@@ -67,12 +76,16 @@ def test_png_data_uri(client: openai.OpenAI, tmp_path: Path) -> None:
 
     Image.new("RGB", (32, 32), (10, 200, 30)).save(tmp_path / "p.png")
     out = client.chat.completions.create(
-        model="tiny", messages=ask_messages(data_uri(tmp_path / "p.png", "image/png"), "What colour?"), max_tokens=4
+        model="tiny",
+        messages=ask_messages(data_uri(tmp_path / "p.png", "image/png"), "What colour?"),
+        max_tokens=4,
     )
     assert out.choices[0].message.content
 
 
-def test_errors_are_4xx_with_a_fix(client: openai.OpenAI, dicom_files: dict[str, Path], live_server: str) -> None:
+def test_errors_are_4xx_with_a_fix(
+    client: openai.OpenAI, dicom_files: dict[str, Path], live_server: str
+) -> None:
     with pytest.raises(openai.NotFoundError, match="not served here"):
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     not_image = "data:text/plain;base64," + base64.b64encode(b"hello world, not an image").decode()
@@ -88,7 +101,9 @@ def test_errors_are_4xx_with_a_fix(client: openai.OpenAI, dicom_files: dict[str,
     with pytest.raises(openai.PermissionDeniedError, match="not allowed"):
         client.chat.completions.create(model="tiny", messages=ask_messages("/etc/passwd", "q"))
     with pytest.raises(openai.BadRequestError, match="empty"):
-        client.chat.completions.create(model="tiny", messages=ask_messages(data_uri(dicom_files["CT_small.dcm"]), " "))
+        client.chat.completions.create(
+            model="tiny", messages=ask_messages(data_uri(dicom_files["CT_small.dcm"]), " ")
+        )
     # the server is still serving after all that
     assert httpx.get(f"{live_server}/healthz").status_code == 200
 
@@ -108,7 +123,10 @@ def test_validation_errors_are_openai_shaped(lab: Lab) -> None:
     with TestClient(create_app(lab, ui=False, preload=False)) as tc:
         r = tc.post("/v1/chat/completions", json={"model": "tiny", "messages": []})
         assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
-        r = tc.post("/v1/chat/completions", json={"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0})
+        r = tc.post(
+            "/v1/chat/completions",
+            json={"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0},
+        )
         assert r.status_code == 400 and "max_tokens" in r.json()["error"]["message"]
 
 
@@ -117,5 +135,8 @@ def test_server_without_weights_still_serves_and_explains(tmp_path: Path) -> Non
     with TestClient(create_app(lab, ui=False)) as tc:
         health = tc.get("/healthz").json()
         assert health["status"] == "degraded" and "does not exist" in health["model_error"]
-        r = tc.post("/v1/chat/completions", json={"model": lab.model_id, "messages": [{"role": "user", "content": "x"}]})
+        r = tc.post(
+            "/v1/chat/completions",
+            json={"model": lab.model_id, "messages": [{"role": "user", "content": "x"}]},
+        )
         assert r.status_code == 503 and "Fix:" in r.json()["error"]["message"]

@@ -23,7 +23,9 @@ def test_page_is_served_at_root(live_server: str) -> None:
 
 
 def test_ask_endpoint_streams_an_answer(ui: Client, dicom_files: dict[str, Path]) -> None:
-    job = ui.submit(handle_file(str(dicom_files["RG1_UNCI.dcm"])), "Any effusion?", "lung", 4, 8, api_name="/ask")
+    job = ui.submit(
+        handle_file(str(dicom_files["RG1_UNCI.dcm"])), "Any effusion?", "lung", 4, 8, api_name="/ask"
+    )
     partials = list(job)
     final = job.result()
     assert final.endswith(DISCLAIMERS["en"])

@@ -104,7 +104,9 @@ def test_gated_error_is_recognised() -> None:
     url = "https://huggingface.co/google/medgemma-4b-it/resolve/main/config.json"
     response = httpx.Response(401, request=httpx.Request("GET", url))  # built locally, nothing is sent
     try:
-        raise OSError("You are trying to access a gated repo.") from GatedRepoError("401 gated", response=response)
+        raise OSError("You are trying to access a gated repo.") from GatedRepoError(
+            "401 gated", response=response
+        )
     except OSError as exc:
         err = _classify_load_error("google/medgemma-4b-it", exc)
     assert isinstance(err, GatedModelError)

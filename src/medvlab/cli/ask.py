@@ -11,29 +11,36 @@ from medvlab.cli import options
 
 
 def ask(
-    image: Path = typer.Argument(..., help="PNG/JPG, DICOM file, DICOM series folder or NIfTI (.nii/.nii.gz)."),
+    image: Path = typer.Argument(
+        ..., help="PNG/JPG, DICOM file, DICOM series folder or NIfTI (.nii/.nii.gz)."
+    ),
     question: str = typer.Argument(..., help="The question, in Chinese or English."),
     model: str | None = options.MODEL,
     device: str | None = options.DEVICE,
     dtype: str | None = options.DTYPE,
     adapter: str | None = options.ADAPTER,
     window: str | None = options.WINDOW,
-    max_slices: int | None = typer.Option(None, "--max-slices", help="Most slices of a volume sent to the model."),
+    max_slices: int | None = typer.Option(
+        None, "--max-slices", help="Most slices of a volume sent to the model."
+    ),
     max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Most tokens to generate."),
-    language: str | None = typer.Option(None, "--lang", help="Answer language: en or zh (default: the question's)."),
+    language: str | None = typer.Option(
+        None, "--lang", help="Answer language: en or zh (default: the question's)."
+    ),
     sample: bool = typer.Option(False, "--sample", help="Sample instead of greedy decoding."),
-    temperature: float | None = typer.Option(None, "--temperature", help="Sampling temperature (with --sample)."),
+    temperature: float | None = typer.Option(
+        None, "--temperature", help="Sampling temperature (with --sample)."
+    ),
     seed: int | None = typer.Option(None, "--seed", help="Random seed for sampling."),
 ) -> None:
     """Ask a question about a medical image and stream the answer."""
     from rich.console import Console
 
-    from medvlab.config import Settings
+    from medvlab.config import settings_with
     from medvlab.services import Lab
 
     err = Console(stderr=True)
-    overrides = {"model": model, "device": device, "dtype": dtype, "adapter": adapter}
-    lab = Lab(Settings(**{k: v for k, v in overrides.items() if v is not None}))
+    lab = Lab(settings_with(model=model, device=device, dtype=dtype, adapter=adapter))
     with err.status("Reading the image…"):
         img = lab.load_image(image)
     err.print(f"[dim]{img.source_format} {img.modality} {'x'.join(map(str, img.pixels.shape))}[/dim]")

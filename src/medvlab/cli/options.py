@@ -5,11 +5,19 @@ from __future__ import annotations
 import typer
 
 MODEL = typer.Option(
-    None, "--model", "-m", help="Hub id or local folder of an image-text-to-text model; 'tiny' for the offline test model."
+    None,
+    "--model",
+    "-m",
+    help="Hub id or local folder of an image-text-to-text model; 'tiny' for the offline test model.",
 )
-DEVICE = typer.Option(None, "--device", "-d", help="cuda, cuda:1, npu, mlu, mps, xpu or cpu (default: best found).")
+DEVICE = typer.Option(
+    None, "--device", "-d", help="cuda, cuda:1, npu, mlu, mps, xpu or cpu (default: best found)."
+)
 DTYPE = typer.Option(None, "--dtype", help="bfloat16, float16 or float32 (default: per device).")
 ADAPTER = typer.Option(None, "--adapter", help="PEFT adapter folder to apply on top of the model.")
 WINDOW = typer.Option(
-    None, "--window", "-w", help="Window: auto, medgemma, lung, mediastinum, bone, brain, abdomen, ... or C,W."
+    None,
+    "--window",
+    "-w",
+    help="Window: auto, medgemma, lung, mediastinum, bone, brain, abdomen, ... or C,W.",
 )

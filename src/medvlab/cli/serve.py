@@ -21,12 +21,11 @@ def serve(
 
     import uvicorn
 
-    from medvlab.config import Settings
+    from medvlab.config import settings_with
     from medvlab.server.app import create_app
     from medvlab.services import Lab
 
-    overrides = {"model": model, "device": device, "dtype": dtype, "adapter": adapter, "host": host, "port": port}
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    settings = settings_with(model=model, device=device, dtype=dtype, adapter=adapter, host=host, port=port)
     logging.getLogger("medvlab").setLevel(logging.INFO)
     app = create_app(Lab(settings), ui=not no_ui)
     typer.echo(f"medvlab serving {settings.model} at http://{settings.host}:{settings.port}/", err=True)

@@ -43,7 +43,7 @@ KEEP_METADATA = (
 
 DECODE_FIX = (
     "The file may be truncated or use a compression that no installed decoder handles. medvlab ships "
-    "pylibjpeg with its libjpeg, openjpeg and rle plugins; re-export the image uncompressed if it still fails."
+    "pylibjpeg with its libjpeg, openjpeg and rle plugins; re-export the image uncompressed if it fails."
 )
 
 
@@ -102,7 +102,7 @@ def apply_rescale(arr: np.ndarray, slope: float, intercept: float) -> np.ndarray
     if slope == 1.0 and float(intercept).is_integer():
         lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
         shift = int(intercept)
-        if -32768 <= lo + shift and hi + shift <= 32767:
+        if lo + shift >= -32768 and hi + shift <= 32767:
             if arr.dtype == np.int16 and shift == 0:
                 return arr
             out = arr.astype(np.int32)
@@ -141,8 +141,10 @@ def header_voi_lut(ds: Dataset) -> VoiLut | None:
         n_entries = n_entries or 65536
         dtype = np.uint8 if bits <= 8 and len(item.LUTData) == n_entries else np.uint16
         raw = item.LUTData
-        table = np.asarray(raw, dtype=np.uint16) if isinstance(raw, (list, pydicom.multival.MultiValue)) else (
-            np.frombuffer(raw, dtype=dtype)
+        table = (
+            np.asarray(raw, dtype=np.uint16)
+            if isinstance(raw, (list, pydicom.multival.MultiValue))
+            else (np.frombuffer(raw, dtype=dtype))
         )
     except (AttributeError, TypeError, ValueError) as exc:
         logger.warning("ignoring unreadable VOI LUT: %s", exc)
@@ -261,7 +263,9 @@ def _decode(ds: Dataset, name: str) -> np.ndarray:
     except Exception as exc:  # decoders raise many types; all mean "cannot decode this file"
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         ts_name = getattr(ts, "name", None) or "unknown transfer syntax"
-        raise ImageLoadError(f"Could not decode the pixels of '{name}' ({ts_name}): {exc}", DECODE_FIX) from exc
+        raise ImageLoadError(
+            f"Could not decode the pixels of '{name}' ({ts_name}): {exc}", DECODE_FIX
+        ) from exc
 
 
 def _metadata(ds: Dataset) -> dict[str, Any]:
@@ -328,7 +332,9 @@ def read_dicom_file(path: Path, limits: LoadLimits | None = None, ds: Dataset | 
         else:
             per_frame = [rescale_params(ds, f) for f in range(arr.shape[0])]
             if len(set(per_frame)) > 1 and all(p is not None for p in per_frame):
-                arr = np.stack([apply_rescale(a, *p) for a, p in zip(arr, per_frame) if p]).astype(np.float32)
+                arr = np.stack(
+                    [apply_rescale(a, *p) for a, p in zip(arr, per_frame, strict=True) if p]
+                ).astype(np.float32)
             elif per_frame[0] is not None:
                 arr = apply_rescale(arr, *per_frame[0])
         if arr.dtype == np.float64:
@@ -425,7 +431,9 @@ def read_dicom_series(
         if progress:
             progress(i, len(paths))
         if p.stat().st_size > limits.max_file_mb * 2**20:
-            raise ImageTooLargeError(f"'{p.name}' is larger than {limits.max_file_mb} MiB.", "Check the file.")
+            raise ImageTooLargeError(
+                f"'{p.name}' is larger than {limits.max_file_mb} MiB.", "Check the file."
+            )
         try:
             ds = pydicom.dcmread(p, force=is_dicom_file(p) or p.suffix.lower() in (".dcm", ".dicom", ".ima"))
         except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, AttributeError):
@@ -439,7 +447,9 @@ def read_dicom_series(
     if progress:
         progress(len(paths), len(paths))
     if not groups:
-        raise ImageLoadError(f"No DICOM image files were found in {what}.", "Point medvlab at a DICOM series folder.")
+        raise ImageLoadError(
+            f"No DICOM image files were found in {what}.", "Point medvlab at a DICOM series folder."
+        )
     if series_uid is not None:
         if series_uid not in groups:
             raise ImageLoadError(
@@ -466,12 +476,14 @@ def read_dicom_series(
     for d in datasets:
         if int(d.Rows) != rows or int(d.Columns) != cols or int(d.get("NumberOfFrames", 1) or 1) != 1:
             raise ImageLoadError(
-                f"'{names[id(d)]}' is {d.Rows}x{d.Columns} (frames {d.get('NumberOfFrames', 1)}) but the series "
-                f"is {rows}x{cols} single-frame.",
+                f"'{names[id(d)]}' is {d.Rows}x{d.Columns} (frames {d.get('NumberOfFrames', 1)}) "
+                f"but the series is {rows}x{cols} single-frame.",
                 "Load the files of one series only, or pass series_uid to pick one.",
             )
 
-    first_arr, photometric = _pixels_and_photometric(first, names[id(first)], _decode(first, names[id(first)]), 1)
+    first_arr, photometric = _pixels_and_photometric(
+        first, names[id(first)], _decode(first, names[id(first)]), 1
+    )
     stack = np.empty((len(datasets), *first_arr.shape[1:]), dtype=first_arr.dtype)
     stack[0] = first_arr[0]
     for i, d in enumerate(datasets[1:], start=1):
@@ -484,7 +496,9 @@ def read_dicom_series(
         if len(set(params)) == 1 and params[0] is not None:
             pixels = apply_rescale(stack, *params[0])
         elif any(p is not None for p in params):
-            pixels = np.stack([apply_rescale(s, *(p or (1.0, 0.0))) for s, p in zip(stack, params)])
+            pixels = np.stack(
+                [apply_rescale(s, *(p or (1.0, 0.0))) for s, p in zip(stack, params, strict=True)]
+            )
             pixels = pixels.astype(np.float32)
 
     row_spacing, col_spacing = _spacing_2d(first)

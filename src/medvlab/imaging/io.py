@@ -7,6 +7,7 @@ import logging
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -14,7 +15,14 @@ from PIL import Image, UnidentifiedImageError
 
 from medvlab.config import LoadLimits
 from medvlab.errors import ImageLoadError, ImageTooLargeError, UnsupportedFormatError
-from medvlab.imaging.dicom import Progress, check_size, is_dicom_file, list_files, read_dicom_file, read_dicom_series
+from medvlab.imaging.dicom import (
+    Progress,
+    check_size,
+    is_dicom_file,
+    list_files,
+    read_dicom_file,
+    read_dicom_series,
+)
 from medvlab.imaging.types import MedImage
 
 logger = logging.getLogger(__name__)
@@ -78,7 +86,9 @@ def load(
     if path.is_dir():
         files = list_files(path)
         if not files:
-            raise ImageLoadError(f"The folder '{path}' is empty.", "Point medvlab at a folder with DICOM files.")
+            raise ImageLoadError(
+                f"The folder '{path}' is empty.", "Point medvlab at a folder with DICOM files."
+            )
         nifti = [f for f in files if f.name.lower().endswith((".nii", ".nii.gz"))]
         if nifti and not any(is_dicom_file(f) for f in files[:50]):
             if len(nifti) > 1:
@@ -97,7 +107,8 @@ def load(
         return read_nifti(path, limits)
     if kind == "gzip":
         raise UnsupportedFormatError(
-            f"'{path.name}' is gzip-compressed but not named .nii.gz.", f"Rename it if it is NIfTI. {FORMATS_HINT}"
+            f"'{path.name}' is gzip-compressed but not named .nii.gz.",
+            f"Rename it if it is NIfTI. {FORMATS_HINT}",
         )
     raise UnsupportedFormatError(f"'{path.name}' is not a recognised medical image.", FORMATS_HINT)
 
@@ -106,7 +117,9 @@ def load_bytes(data: bytes, filename: str = "upload", limits: LoadLimits | None 
     """Load an image from bytes (an upload or a data URI); ``filename`` helps to tell NIfTI from gzip."""
     limits = limits or LoadLimits()
     if len(data) > limits.max_file_mb * 2**20:
-        raise ImageTooLargeError(f"The upload is {len(data) / 2**20:.1f} MiB.", f"Send at most {limits.max_file_mb} MiB.")
+        raise ImageTooLargeError(
+            f"The upload is {len(data) / 2**20:.1f} MiB.", f"Send at most {limits.max_file_mb} MiB."
+        )
     suffix = "".join(Path(filename).suffixes[-2:]) or ".bin"
     with tempfile.TemporaryDirectory(prefix="medvlab-") as tmp:
         path = Path(tmp) / f"upload{suffix}"
@@ -141,25 +154,36 @@ def read_photo(path: Path, limits: LoadLimits) -> MedImage:
                 pixels, photometric = np.asarray(im.convert("RGB"))[np.newaxis], "RGB"
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, Image.DecompressionBombError):
-            raise ImageTooLargeError(f"'{path.name}' is a decompression bomb: {exc}", "Use a smaller image.") from exc
+            raise ImageTooLargeError(
+                f"'{path.name}' is a decompression bomb: {exc}", "Use a smaller image."
+            ) from exc
         raise ImageLoadError(
-            f"'{path.name}' could not be decoded as an image ({exc}).", f"The file may be truncated. {FORMATS_HINT}"
+            f"'{path.name}' could not be decoded as an image ({exc}).",
+            f"The file may be truncated. {FORMATS_HINT}",
         ) from exc
     if n_frames > 1:
         logger.info("%s has %d frames; using the first", path.name, n_frames)
-    fmt = "png" if path.suffix.lower() == ".png" else "jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else "photo"
+    fmt = (
+        "png"
+        if path.suffix.lower() == ".png"
+        else "jpeg"
+        if path.suffix.lower() in (".jpg", ".jpeg")
+        else "photo"
+    )
     return MedImage(pixels=np.ascontiguousarray(pixels), photometric=photometric, source_format=fmt)
 
 
 def read_nifti(path: Path, limits: LoadLimits) -> MedImage:
     """NIfTI-1/2 volume, reoriented so axes point (superior, posterior, left) like axial DICOM."""
     try:
-        img = nib.load(str(path))
+        img: Any = nib.load(str(path))
         shape = tuple(int(s) for s in img.shape)
     except Exception as exc:  # nibabel raises many types for broken headers
         raise ImageLoadError(f"'{path.name}' is not a readable NIfTI file ({exc}).", FORMATS_HINT) from exc
     if len(shape) < 2:
-        raise ImageLoadError(f"'{path.name}' has shape {shape}; an image needs 2 or 3 dimensions.", FORMATS_HINT)
+        raise ImageLoadError(
+            f"'{path.name}' has shape {shape}; an image needs 2 or 3 dimensions.", FORMATS_HINT
+        )
     extra = int(np.prod(shape[3:])) if len(shape) > 3 else 1
     check_size(f"'{path.name}'", shape[1], shape[0], shape[2] if len(shape) > 2 else 1, limits)
     try:
@@ -169,7 +193,9 @@ def read_nifti(path: Path, limits: LoadLimits) -> MedImage:
         else:
             data = np.asarray(img.dataobj)
     except (EOFError, OSError, ValueError, gzip.BadGzipFile, zlib_error()) as exc:
-        raise ImageLoadError(f"'{path.name}' is truncated or corrupt ({exc}).", "Upload the complete file again.") from exc
+        raise ImageLoadError(
+            f"'{path.name}' is truncated or corrupt ({exc}).", "Upload the complete file again."
+        ) from exc
     if data.ndim == 2:
         data = data[:, :, np.newaxis]
     if data.dtype == np.float64:
@@ -215,4 +241,3 @@ def _guess_nifti_modality(pixels: np.ndarray) -> str:
     """NIfTI has no modality field: call it CT when values look like HU (air near -1000), else MR."""
     sample = pixels[:: max(1, pixels.shape[0] // 8), ::4, ::4]
     return "CT" if sample.size and float(sample.min()) <= -900 and float(sample.max()) >= 200 else "MR"
-

@@ -55,7 +55,9 @@ def parse_window(spec: str | WindowSpec | None) -> WindowSpec:
         try:
             center, width = (float(x) for x in text.split(","))
         except ValueError as exc:
-            raise ConfigError(f"Bad window '{spec}'.", "Write a custom window as CENTRE,WIDTH, e.g. 40,400.") from exc
+            raise ConfigError(
+                f"Bad window '{spec}'.", "Write a custom window as CENTRE,WIDTH, e.g. 40,400."
+            ) from exc
         if width <= 0:
             raise ConfigError(f"Window width must be positive in '{spec}'.", "e.g. 40,400.")
         return WindowSpec("range", center - width / 2, center + width / 2, name=f"{center:g},{width:g}")
@@ -151,7 +153,7 @@ def sample_slices(n_slices: int, max_slices: int) -> list[int]:
     if max_slices == 1:
         return [n_slices // 2]
     picks = np.linspace(0, n_slices - 1, max_slices)
-    return sorted({int(round(x)) for x in picks})
+    return sorted({round(float(x)) for x in picks})
 
 
 def to_pil(rgb: np.ndarray) -> Image.Image:

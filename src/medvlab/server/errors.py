@@ -42,14 +42,21 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(E.MedvlabError)
     async def _medvlab(request: Request, exc: E.MedvlabError) -> JSONResponse:
         status = status_for(exc)
-        logger.log(logging.ERROR if status >= 500 else logging.INFO, "%s %s -> %d %s", request.method,
-                   request.url.path, status, exc.problem)
+        logger.log(
+            logging.ERROR if status >= 500 else logging.INFO,
+            "%s %s -> %d %s",
+            request.method,
+            request.url.path,
+            status,
+            exc.problem,
+        )
         return JSONResponse(error_payload(exc), status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err.get('loc', ()) if p != 'body')}: {err.get('msg')}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err.get('loc', ()) if p != 'body')}: {err.get('msg')}"
+            for err in exc.errors()
         )
         body = {
             "error": {

@@ -48,7 +48,9 @@ def to_turns(lab: Lab, body: ChatCompletionRequest) -> tuple[list[Turn], str | N
     turns: list[Turn] = []
     for msg in body.messages:
         parts = msg.content if isinstance(msg.content, list) else [msg.content or ""]
-        texts = [p if isinstance(p, str) else getattr(p, "text", "") for p in parts if not isinstance(p, ImagePart)]
+        texts = [
+            p if isinstance(p, str) else getattr(p, "text", "") for p in parts if not isinstance(p, ImagePart)
+        ]
         text = "\n".join(t for t in texts if t)
         if msg.role == "system":
             system.append(text)
@@ -61,10 +63,13 @@ def to_turns(lab: Lab, body: ChatCompletionRequest) -> tuple[list[Turn], str | N
 
 
 @router.post("/chat/completions", response_model=None)
-def chat_completions(body: ChatCompletionRequest, lab: Lab = Depends(get_lab)) -> JSONResponse | StreamingResponse:
+def chat_completions(
+    body: ChatCompletionRequest, lab: Lab = Depends(get_lab)
+) -> JSONResponse | StreamingResponse:
     if body.model not in served_names(lab):
         raise NotFoundError(
-            f"The model '{body.model}' is not served here.", f"Use model='{lab.model_id}' (see GET /v1/models)."
+            f"The model '{body.model}' is not served here.",
+            f"Use model='{lab.model_id}' (see GET /v1/models).",
         )
     turns, system = to_turns(lab, body)
     prompt = lab.prompt_options(body.window, body.max_slices, body.language)
@@ -96,7 +101,11 @@ def chat_completions(body: ChatCompletionRequest, lab: Lab = Depends(get_lab)) -
             "created": created,
             "model": lab.model_id,
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": stats.finish_reason}
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": stats.finish_reason,
+                }
             ],
             "usage": _usage(stats),
         }

@@ -30,7 +30,7 @@ class ChatMessage(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    """OpenAI ``/v1/chat/completions`` body. medvlab extensions go in ``extra_body`` with the openai client."""
+    """OpenAI ``/v1/chat/completions`` body; medvlab's extensions go in the openai client's ``extra_body``."""
 
     model_config = ConfigDict(extra="ignore")
 

@@ -9,17 +9,17 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from collections.abc import Iterator  # noqa: E402
-from typing import Any  # noqa: E402
+from collections.abc import Iterator
+from typing import Any
 
-import gradio as gr  # noqa: E402
-import numpy as np  # noqa: E402
+import gradio as gr
+import numpy as np
 
-from medvlab.errors import MedvlabError  # noqa: E402
-from medvlab.imaging.types import MedImage  # noqa: E402
-from medvlab.imaging.windows import WINDOW_CHOICES  # noqa: E402
-from medvlab.services import Lab  # noqa: E402
-from medvlab.vlm.prompting import DISCLAIMERS, Turn  # noqa: E402
+from medvlab.errors import MedvlabError
+from medvlab.imaging.types import MedImage
+from medvlab.imaging.windows import WINDOW_CHOICES
+from medvlab.services import Lab
+from medvlab.vlm.prompting import DISCLAIMERS, Turn
 
 TEXT: dict[str, dict[str, str]] = {
     "en": {
@@ -60,7 +60,9 @@ TEXT: dict[str, dict[str, str]] = {
 LANGS = {"English": "en", "中文": "zh"}
 
 # System fonts only: the default theme would make the browser fetch Google Fonts.
-THEME = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+THEME = gr.themes.Soft(
+    font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+)
 
 
 def _paths(files: Any) -> list[str]:
@@ -68,16 +70,17 @@ def _paths(files: Any) -> list[str]:
         return []
     items = files if isinstance(files, list) else [files]
     # Event handlers get path strings; gr.api endpoints get FileData dicts ({"path": ...}).
-    return [f if isinstance(f, str) else f["path"] if isinstance(f, dict) else getattr(f, "path", str(f)) for f in items]
+    return [
+        f if isinstance(f, str) else f["path"] if isinstance(f, dict) else getattr(f, "path", str(f))
+        for f in items
+    ]
 
 
 def _describe(image: MedImage) -> str:
     s = image.summary()
     shape = " × ".join(str(x) for x in s["shape"])
-    return (
-        f"**{s['format']}** · {s['modality']} · {shape} · spacing {', '.join(f'{v:g}' for v in s['spacing_mm'])} mm"
-        f" · {s['orientation']}"
-    )
+    spacing = ", ".join(f"{v:g}" for v in s["spacing_mm"])
+    return f"**{s['format']}** · {s['modality']} · {shape} · spacing {spacing} mm · {s['orientation']}"
 
 
 def _text_of(content: Any) -> str:
@@ -108,7 +111,9 @@ def build_ui(lab: Lab) -> gr.Blocks:
             rendered = lab.preview(image, mid, window)
         except MedvlabError as exc:
             raise gr.Error(str(exc)) from exc
-        slider = gr.update(visible=image.n_slices > 1, minimum=1, maximum=max(image.n_slices, 2), value=mid + 1)
+        slider = gr.update(
+            visible=image.n_slices > 1, minimum=1, maximum=max(image.n_slices, 2), value=mid + 1
+        )
         return image, _describe(image), rendered, slider
 
     def on_view(image: MedImage | None, index: float, window: str) -> np.ndarray | None:
@@ -134,8 +139,10 @@ def build_ui(lab: Lab) -> gr.Blocks:
         history = list(history or [])
         turns: list[Turn] = []
         for msg in history:
-            role = "assistant" if msg.get("role") == "assistant" else "user"
-            turns.append(Turn(role, _text_of(msg.get("content"))))
+            if msg.get("role") == "assistant":
+                turns.append(Turn("assistant", _text_of(msg.get("content"))))
+            else:
+                turns.append(Turn("user", _text_of(msg.get("content"))))
         turns.append(Turn("user", question))
         turns[0].images = [image]  # the image belongs to the first question of the conversation
         try:
@@ -201,35 +208,60 @@ def build_ui(lab: Lab) -> gr.Blocks:
             with gr.Column(scale=1):
                 files = gr.File(label=t["files"], file_count="multiple", type="filepath", elem_id="files")
                 info = gr.Markdown(elem_id="image-info")
-                preview = gr.Image(label=t["preview"], type="numpy", interactive=False, elem_id="preview", height=420)
-                slice_slider = gr.Slider(1, 2, value=1, step=1, label=t["slice"], visible=False, elem_id="slice")
+                preview = gr.Image(
+                    label=t["preview"], type="numpy", interactive=False, elem_id="preview", height=420
+                )
+                slice_slider = gr.Slider(
+                    1, 2, value=1, step=1, label=t["slice"], visible=False, elem_id="slice"
+                )
                 window = gr.Dropdown(list(WINDOW_CHOICES), value="auto", label=t["window"], elem_id="window")
             with gr.Column(scale=1):
                 chatbot = gr.Chatbot(label=t["chat"], height=460, elem_id="chat")
-                question = gr.Textbox(label=t["question"], placeholder=t["placeholder"], lines=2, elem_id="question")
+                question = gr.Textbox(
+                    label=t["question"], placeholder=t["placeholder"], lines=2, elem_id="question"
+                )
                 with gr.Row():
                     send = gr.Button(t["send"], variant="primary", elem_id="send")
                     clear = gr.Button(t["clear"], elem_id="clear")
                 with gr.Accordion(t["advanced"], open=False):
-                    max_slices = gr.Slider(1, 85, value=min(lab.settings.max_slices, 85), step=1, label=t["max_slices"])
+                    max_slices = gr.Slider(
+                        1, 85, value=min(lab.settings.max_slices, 85), step=1, label=t["max_slices"]
+                    )
                     max_new = gr.Slider(
-                        16, 2048, value=min(lab.settings.max_new_tokens, 2048), step=16, label=t["max_new_tokens"]
+                        16,
+                        2048,
+                        value=min(lab.settings.max_new_tokens, 2048),
+                        step=16,
+                        label=t["max_new_tokens"],
                     )
         footer = gr.Markdown(f"<small>{DISCLAIMERS['en']}</small>")
         image_state = gr.State(None)
 
         files.change(on_load, [files, window], [image_state, info, preview, slice_slider], api_name="load")
-        slice_slider.change(on_view, [image_state, slice_slider, window], preview, api_name=False)
-        window.change(on_view, [image_state, slice_slider, window], preview, api_name=False)
+        slice_slider.change(on_view, [image_state, slice_slider, window], preview, api_visibility="private")
+        window.change(on_view, [image_state, slice_slider, window], preview, api_visibility="private")
         inputs = [question, chatbot, image_state, window, max_slices, max_new, lang]
-        send.click(respond, inputs, [chatbot, question], api_name=False)
-        question.submit(respond, inputs, [chatbot, question], api_name=False)
-        clear.click(lambda: [], None, chatbot, api_name=False)
+        send.click(respond, inputs, [chatbot, question], api_visibility="private")
+        question.submit(respond, inputs, [chatbot, question], api_visibility="private")
+        clear.click(lambda: [], None, chatbot, api_visibility="private")
         lang.change(
             relabel,
             lang,
-            [title, files, preview, slice_slider, window, chatbot, question, send, clear, max_slices, max_new, footer],
-            api_name=False,
+            [
+                title,
+                files,
+                preview,
+                slice_slider,
+                window,
+                chatbot,
+                question,
+                send,
+                clear,
+                max_slices,
+                max_new,
+                footer,
+            ],
+            api_visibility="private",
         )
         gr.api(ask_api, api_name="ask")
     return demo

@@ -1,4 +1,4 @@
-"""Vision-language models: loading (any HF image-text-to-text model), prompting, streaming, tiny test model."""
+"""Vision-language models: loading any HF image-text-to-text model, prompting, streaming, the tiny model."""
 
 from medvlab.vlm.engine import Backend, StreamStats, TransformersBackend, load_backend
 from medvlab.vlm.prompting import Turn, build_messages, detect_language, disclaimer, with_disclaimer

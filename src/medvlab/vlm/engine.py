@@ -98,8 +98,10 @@ class IncrementalDecoder:
 
     def _delta(self, text: str) -> str:
         if not text.startswith(self.emitted):  # decoders may re-normalise earlier text; resync
-            common = os.path.commonprefix([text, self.emitted])
-            self.emitted = common
+            n = 0
+            while n < min(len(text), len(self.emitted)) and text[n] == self.emitted[n]:
+                n += 1
+            self.emitted = self.emitted[:n]
         delta = text[len(self.emitted) :]
         self.emitted = text
         return delta
@@ -171,26 +173,34 @@ def _classify_load_error(model: str, exc: BaseException) -> ModelLoadError:
     )
     if any(isinstance(e, GatedRepoError) for e in chain) or "gated" in text or "401" in text:
         return GatedModelError(
-            f"Access to '{model}' is gated: its licence has not been accepted for your account or no token was found.",
-            f"Accept the terms at https://huggingface.co/{model}, then run `hf auth login` (or set HF_TOKEN). "
+            f"Access to '{model}' is gated: no accepted licence or no token was found.",
+            f"Accept the terms at https://huggingface.co/{model}, then `hf auth login` (or set HF_TOKEN). "
             + get_it,
         )
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
     if any(isinstance(e, (LocalEntryNotFoundError, OfflineModeIsEnabled)) for e in chain) or offline:
         return ModelNotFoundError(
             f"The weights of '{model}' are not on this machine"
-            + (" and HF_HUB_OFFLINE is set, so they cannot be downloaded." if offline else " and cannot be downloaded."),
+            + (
+                " and HF_HUB_OFFLINE is set, so they cannot be downloaded."
+                if offline
+                else " and cannot be downloaded."
+            ),
             get_it,
         )
     if any(isinstance(e, RepositoryNotFoundError) for e in chain) or "not a valid model identifier" in text:
-        return ModelNotFoundError(f"'{model}' is neither a local folder nor a model on the Hugging Face hub.", get_it)
+        return ModelNotFoundError(
+            f"'{model}' is neither a local folder nor a model on the Hugging Face hub.", get_it
+        )
     if "unrecognized" in text or "imagetexttotext" in text.replace("-", "").replace("_", ""):
         return ModelLoadError(
             f"'{model}' is not an image-text-to-text model that transformers can load: {exc}",
             "Use a vision-language model (e.g. google/medgemma-4b-it) or upgrade transformers.",
         )
     if "connect" in text or "resolve" in text or "network" in text or "timed out" in text:
-        return ModelNotFoundError(f"'{model}' could not be fetched: there is no connection to the hub.", get_it)
+        return ModelNotFoundError(
+            f"'{model}' could not be fetched: there is no connection to the hub.", get_it
+        )
     return ModelLoadError(f"Loading '{model}' failed: {type(exc).__name__}: {exc}", get_it)
 
 
@@ -213,6 +223,7 @@ class TransformersBackend:
         self.device = device or resolve_device()
         self.source = resolve_model_source(model, cache_dir)
         self._lock = threading.Lock()
+        self.model: Any = None
         started = time.perf_counter()
         kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
         try:
@@ -225,7 +236,9 @@ class TransformersBackend:
             except (ValueError, ImportError) as exc:
                 if self.device.attn_implementation == "eager" or "attn" not in str(exc).lower():
                     raise
-                logger.warning("%s does not support %s attention; using eager", model, self.device.attn_implementation)
+                logger.warning(
+                    "%s does not support %s attention; using eager", model, self.device.attn_implementation
+                )
                 self.model = AutoModelForImageTextToText.from_pretrained(
                     self.source, dtype=dtype, attn_implementation="eager", **kwargs
                 )
@@ -270,13 +283,15 @@ class TransformersBackend:
         from transformers import StoppingCriteria, StoppingCriteriaList
 
         stats = stats if stats is not None else StreamStats()
-        cancel = cancel or threading.Event()
+        stop: threading.Event = cancel or threading.Event()
         inputs = self.prepare(messages)
         stats.prompt_tokens = int(inputs["input_ids"].shape[-1])
 
         class _Cancelled(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool, device=input_ids.device)
+                return torch.full(
+                    (input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device
+                )
 
         streamer = _IdQueue()
         gen_kwargs: dict[str, Any] = {
@@ -317,11 +332,13 @@ class TransformersBackend:
             if tail:
                 yield tail
         finally:
-            cancel.set()  # a consumer that stops early (client gone) stops generation
+            stop.set()  # a consumer that stops early (client gone) stops generation
             worker.join()
             stats.seconds = time.perf_counter() - started
         if errors:
-            raise ModelLoadError(f"Generation failed: {type(errors[0]).__name__}: {errors[0]}", "See the server log.")
+            raise ModelLoadError(
+                f"Generation failed: {type(errors[0]).__name__}: {errors[0]}", "See the server log."
+            )
         stats.finish_reason = "length" if stats.completion_tokens >= options.max_new_tokens else "stop"
 
 
@@ -331,7 +348,9 @@ def _apply_adapter(model: Any, adapter: str) -> Any:
     except ImportError as exc:
         raise ConfigError("Loading an adapter needs the peft package.", "pip install peft") from exc
     if not Path(adapter).exists():
-        raise ModelNotFoundError(f"The adapter folder '{adapter}' does not exist.", "Check the --adapter path.")
+        raise ModelNotFoundError(
+            f"The adapter folder '{adapter}' does not exist.", "Check the --adapter path."
+        )
     return PeftModel.from_pretrained(model, adapter)
 
 

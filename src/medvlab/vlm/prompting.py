@@ -112,6 +112,5 @@ def build_messages(turns: list[Turn], options: PromptOptions | None = None) -> l
 
 def with_disclaimer(chunks: Iterable[str], language: Language) -> Iterator[str]:
     """Pass the streamed answer through, then end it with the disclaimer on its own paragraph."""
-    for chunk in chunks:
-        yield chunk
+    yield from chunks
     yield "\n\n" + disclaimer(language)

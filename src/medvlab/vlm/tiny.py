@@ -87,8 +87,9 @@ def train_tokenizer(vocab_size: int = 768) -> tuple[dict[str, int], list[tuple[s
     )
     tok.train_from_iterator(CORPUS * 4, trainer=trainer)
     model = json.loads(tok.to_str())["model"]
-    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    return dict(model["vocab"]), merges  # type: ignore[arg-type]
+    pairs = (m.split(" ", 1) if isinstance(m, str) else m for m in model["merges"])
+    merges = [(str(a), str(b)) for a, b in pairs]
+    return {str(k): int(v) for k, v in model["vocab"].items()}, merges
 
 
 def build_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
@@ -107,7 +108,7 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
     vocab, merges = train_tokenizer()
     tokenizer = GemmaTokenizer(
         vocab=vocab,
-        merges=merges,
+        merges=merges,  # type: ignore[arg-type]  # tokenizers' BPE also takes (left, right) pairs
         extra_special_tokens={
             "boi_token": "<start_of_image>",
             "eoi_token": "<end_of_image>",
@@ -134,7 +135,7 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
         image_seq_length=TOKENS_PER_IMAGE,
     )
 
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    ids = {t: int(tokenizer.convert_tokens_to_ids(t)) for t in SPECIAL_TOKENS}  # type: ignore[arg-type]
     config = Gemma3Config(
         text_config={
             "vocab_size": len(tokenizer),
@@ -163,9 +164,6 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
         boi_token_index=ids["<start_of_image>"],
         eoi_token_index=ids["<end_of_image>"],
         image_token_index=ids["<image_soft_token>"],
-        pad_token_id=ids["<pad>"],
-        bos_token_id=ids["<bos>"],
-        eos_token_id=[ids["<eos>"], ids["<end_of_turn>"]],
     )
     torch.manual_seed(seed)
     model = Gemma3ForConditionalGeneration(config).eval()
@@ -175,7 +173,9 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
     model.save_pretrained(out)
     processor.save_pretrained(out)
     (out / "MEDVLAB_TINY").write_text(TINY_VERSION)
-    logger.info("built tiny Gemma 3 model in %s (%d parameters)", out, sum(p.numel() for p in model.parameters()))
+    logger.info(
+        "built tiny Gemma 3 model in %s (%d parameters)", out, sum(p.numel() for p in model.parameters())
+    )
     return out
 
 
