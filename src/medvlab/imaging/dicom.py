@@ -93,21 +93,21 @@ def rescale_params(ds: Dataset, frame: int = 0) -> tuple[float, float] | None:
     return slope, intercept
 
 
-def apply_rescale(arr: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+def apply_rescale(arr: np.ndarray, slope: float, intercept: float, inplace: bool = False) -> np.ndarray:
     """Stored values -> modality units, keeping int16 when the result is integral and fits.
 
     Written here rather than calling pydicom's ``apply_modality_lut`` because that always returns
-    float64 (8 bytes a voxel); a 300-slice CT stays 150 MB as int16 instead of 600 MB.
+    float64 (8 bytes a voxel); a 300-slice CT stays 150 MB as int16 instead of 600 MB, and the shift
+    happens in place. ``inplace`` allows reusing ``arr`` when it is already int16.
     """
-    if slope == 1.0 and float(intercept).is_integer():
+    if slope == 1.0 and float(intercept).is_integer() and arr.dtype.kind in "iu":
         lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
         shift = int(intercept)
-        if lo + shift >= -32768 and hi + shift <= 32767:
-            if arr.dtype == np.int16 and shift == 0:
-                return arr
-            out = arr.astype(np.int32)
-            out += shift
-            return out.astype(np.int16)
+        if lo + shift >= -32768 and hi + shift <= 32767 and lo >= -32768 and hi <= 32767:
+            out = arr if (inplace and arr.dtype == np.int16) else arr.astype(np.int16)
+            if shift:
+                out += np.int16(shift)
+            return out
     out32 = arr.astype(np.float32)
     if slope != 1.0:
         out32 *= np.float32(slope)
@@ -494,7 +494,7 @@ def read_dicom_series(
     if photometric != "RGB":
         params = [rescale_params(d) for d in datasets]
         if len(set(params)) == 1 and params[0] is not None:
-            pixels = apply_rescale(stack, *params[0])
+            pixels = apply_rescale(stack, *params[0], inplace=True)
         elif any(p is not None for p in params):
             pixels = np.stack(
                 [apply_rescale(s, *(p or (1.0, 0.0))) for s, p in zip(stack, params, strict=True)]
