@@ -15,6 +15,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from medvlab.config import TINY_MODEL
 from medvlab.errors import MedvlabError
 from medvlab.imaging.types import MedImage
 from medvlab.imaging.windows import WINDOW_CHOICES
@@ -38,6 +39,9 @@ TEXT: dict[str, dict[str, str]] = {
         "max_new_tokens": "Max new tokens",
         "no_image": "Load an image first.",
         "language": "Language / 语言",
+        "model": "Model",
+        "tiny": "random weights: the answers test the plumbing and mean nothing",
+        "no_model": "not loaded",
     },
     "zh": {
         "title": "## medvlab — 医学影像视觉实验室",
@@ -55,6 +59,9 @@ TEXT: dict[str, dict[str, str]] = {
         "max_new_tokens": "最多生成的词元数",
         "no_image": "请先加载图像。",
         "language": "Language / 语言",
+        "model": "模型",
+        "tiny": "随机权重：仅用于测试流程，回答没有意义",
+        "no_model": "未加载",
     },
 }
 LANGS = {"English": "en", "中文": "zh"}
@@ -92,6 +99,15 @@ def _text_of(content: Any) -> str:
     if isinstance(content, dict):
         return str(content.get("text") or content.get("content") or "")
     return str(content or "")
+
+
+def model_status(lab: Lab, language: str = "en") -> str:
+    """One line saying which model answers, and why none does if it failed to load."""
+    t = TEXT[language]
+    if lab.load_error is not None:
+        return f"**{t['model']}:** `{lab.model_id}` — ⛔ {t['no_model']}: {lab.load_error}"
+    note = f" ({t['tiny']})" if lab.model_id == TINY_MODEL else ""
+    return f"**{t['model']}:** `{lab.model_id}`{note}"
 
 
 def build_ui(lab: Lab) -> gr.Blocks:
@@ -183,9 +199,11 @@ def build_ui(lab: Lab) -> gr.Blocks:
             yield answer
 
     def relabel(lang_label: str) -> tuple[Any, ...]:
-        t = TEXT[LANGS.get(lang_label, "en")]
+        language = LANGS.get(lang_label, "en")
+        t = TEXT[language]
         return (
             t["title"],
+            model_status(lab, language),
             gr.update(label=t["files"]),
             gr.update(label=t["preview"]),
             gr.update(label=t["slice"]),
@@ -196,13 +214,16 @@ def build_ui(lab: Lab) -> gr.Blocks:
             gr.update(value=t["clear"]),
             gr.update(label=t["max_slices"]),
             gr.update(label=t["max_new_tokens"]),
-            f"<small>{DISCLAIMERS[LANGS.get(lang_label, 'en')]}</small>",
+            gr.update(label=t["advanced"]),
+            f"<small>{DISCLAIMERS[language]}</small>",
         )
 
     t = TEXT["en"]
     with gr.Blocks(title="medvlab", analytics_enabled=False) as demo:
         with gr.Row():
-            title = gr.Markdown(t["title"])
+            with gr.Column(scale=3):
+                title = gr.Markdown(t["title"])
+                status = gr.Markdown(model_status(lab), elem_id="model-status")
             lang = gr.Radio(list(LANGS), value="English", label=t["language"], elem_id="lang")
         with gr.Row():
             with gr.Column(scale=1):
@@ -223,7 +244,7 @@ def build_ui(lab: Lab) -> gr.Blocks:
                 with gr.Row():
                     send = gr.Button(t["send"], variant="primary", elem_id="send")
                     clear = gr.Button(t["clear"], elem_id="clear")
-                with gr.Accordion(t["advanced"], open=False):
+                with gr.Accordion(t["advanced"], open=False) as advanced:
                     max_slices = gr.Slider(
                         1, 85, value=min(lab.settings.max_slices, 85), step=1, label=t["max_slices"]
                     )
@@ -249,6 +270,7 @@ def build_ui(lab: Lab) -> gr.Blocks:
             lang,
             [
                 title,
+                status,
                 files,
                 preview,
                 slice_slider,
@@ -259,9 +281,13 @@ def build_ui(lab: Lab) -> gr.Blocks:
                 clear,
                 max_slices,
                 max_new,
+                advanced,
                 footer,
             ],
             api_visibility="private",
         )
         gr.api(ask_api, api_name="ask")
+        demo.load(
+            lambda label: model_status(lab, LANGS.get(label, "en")), lang, status, api_visibility="private"
+        )
     return demo
