@@ -67,7 +67,9 @@ def create_app(lab: Lab | None = None, ui: bool = True, preload: bool = True) ->
         max_new_tokens: int | None = Form(None),
     ) -> StreamingResponse:
         """Upload one file and a question; the answer streams back as plain text (curl-friendly)."""
-        image = lab.load_image_bytes(file.file.read(), file.filename or "upload")
+        cap = int(lab.limits.max_file_mb * 2**20)
+        data = file.file.read(cap + 1)  # never read more than the limit allows; load_bytes refuses cap + 1
+        image = lab.load_image_bytes(data, file.filename or "upload")
         prompt = lab.prompt_options(window, max_slices, language)  # type: ignore[arg-type]
         chunks = lab.ask(image, question, prompt, lab.generation_options(max_new_tokens=max_new_tokens))
         return StreamingResponse(chunks, media_type="text/plain; charset=utf-8")
