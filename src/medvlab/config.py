@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     """Largest accepted upload or data URI, in MiB."""
     cache_dir: Path = Field(default_factory=default_cache_dir)
     """Folder for artefacts medvlab builds (tiny model)."""
+    kb_url: str | None = None
+    """Database URL of the knowledge base; None means SQLite at ``<cache_dir>/kb.sqlite``."""
 
 
 def settings_with(**overrides: Any) -> Settings:
@@ -99,6 +101,8 @@ class GenerationOptions:
     """Nucleus sampling mass (only with ``do_sample``)."""
     seed: int | None = None
     """Seed for sampling; None leaves the generator as it is."""
+    json_schema: dict[str, Any] | None = None
+    """When set, decoding is constrained so the answer is JSON valid against this schema."""
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,7 +18,20 @@ from medvlab.errors import ImageTooLargeError, InputRefusedError, ModelLoadError
 from medvlab.imaging import MedImage, load, load_bytes, render_slice
 from medvlab.imaging.dicom import Progress
 from medvlab.vlm.engine import Backend, StreamStats, load_backend
-from medvlab.vlm.prompting import Turn, build_messages, resolve_language, with_disclaimer
+from medvlab.vlm.prompting import (
+    DISCLAIMERS,
+    Turn,
+    build_messages,
+    image_parts,
+    resolve_language,
+    strip_disclaimer,
+    with_disclaimer,
+)
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from medvlab.kb.retrieve import Hit, KnowledgeBase
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +59,7 @@ class Lab:
         self._backend_lock = threading.Lock()
         self.load_error: ModelLoadError | None = None
         """Why the model could not be loaded, if it could not; kept so requests fail fast with the fix."""
+        self._kb: KnowledgeBase | None = None
 
     @property
     def model_id(self) -> str:
@@ -141,6 +155,23 @@ class Lab:
         base = GenerationOptions(max_new_tokens=self.settings.max_new_tokens)
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
+    def _grounded(self, turns: list[Turn], hits: Sequence[Hit], language: str) -> list[Turn]:
+        """The turns with prior-report snippets put before the last question."""
+        if not hits:
+            return turns
+        from medvlab.kb.retrieve import grounding_text
+
+        last = turns[-1]
+        return [*turns[:-1], Turn("user", grounding_text(hits, language) + last.text, last.images)]
+
+    def _check(self, turns: list[Turn]) -> None:
+        if not turns or turns[-1].role != "user":
+            raise RequestError(
+                "The conversation must end with a user message.", "Add the question as the last message."
+            )
+        if not turns[-1].text.strip():
+            raise RequestError("The question is empty.", "Type a question about the image.")
+
     def chat(
         self,
         turns: list[Turn],
@@ -148,24 +179,138 @@ class Lab:
         generation: GenerationOptions | None = None,
         stats: StreamStats | None = None,
         cancel: threading.Event | None = None,
+        grounding: Sequence[Hit] = (),
     ) -> Iterator[str]:
         """Stream the answer to the last user turn, ending with the disclaimer in the user's language.
 
-        Validation, image rendering and model loading happen before this returns, so a face can report
-        those errors before it starts streaming.
+        ``grounding`` (knowledge-base hits) is shown to the model before the question, and listed as
+        references after the answer. Validation, image rendering and model loading happen before this
+        returns, so a face can report those errors before it starts streaming.
         """
-        if not turns or turns[-1].role != "user":
-            raise RequestError(
-                "The conversation must end with a user message.", "Add the question as the last message."
-            )
-        if not turns[-1].text.strip():
-            raise RequestError("The question is empty.", "Type a question about the image.")
+        self._check(turns)
         prompt = prompt or self.prompt_options()
         generation = generation or self.generation_options()
-        messages = build_messages(turns, prompt)
         language = resolve_language(turns, prompt)
+        messages = build_messages(self._grounded(turns, grounding, language), prompt)
         backend = self.backend
-        return with_disclaimer(backend.stream(messages, generation, stats, cancel), language)
+        chunks = backend.stream(messages, generation, stats, cancel)
+        if grounding:
+            from medvlab.kb.retrieve import references_text
+
+            chunks = _then(chunks, references_text(grounding, language))
+        return with_disclaimer(chunks, language)
+
+    def structured(
+        self,
+        turns: list[Turn],
+        prompt: PromptOptions | None = None,
+        generation: GenerationOptions | None = None,
+        stats: StreamStats | None = None,
+        max_chars: int = 400,
+        schema: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The answer as a JSON object valid against ``schema`` (default: the findings schema).
+
+        Decoding is constrained, so the object always parses; ``disclaimer`` is added to it.
+        """
+        from medvlab.vlm import structured as st
+
+        self._check(turns)
+        prompt = prompt or self.prompt_options()
+        language = resolve_language(turns, prompt)
+        schema = schema or st.schema_for(max_chars)
+        generation = replace(generation or self.generation_options(), json_schema=schema)
+        last = turns[-1]
+        asked = [*turns[:-1], Turn("user", last.text + st.instruction(language), last.images)]
+        text = "".join(self.backend.stream(build_messages(asked, prompt), generation, stats))
+        data = st.parse(text, schema)
+        data["disclaimer"] = DISCLAIMERS[language]
+        return data
+
+    def explain(
+        self,
+        turns: list[Turn],
+        answer: str,
+        prompt: PromptOptions | None = None,
+        span: tuple[int, int] | None = None,
+    ) -> list[tuple[Image.Image, str]]:
+        """Attention heatmaps of ``answer`` over every picture of the first user turn, with labels."""
+        from medvlab.vlm.explain import attention_grids, heatmap_images
+
+        self._check(turns)
+        prompt = prompt or self.prompt_options()
+        messages = build_messages(turns, prompt)
+        grids = attention_grids(self.backend, messages, strip_disclaimer(answer) or answer, span)
+        parts = [p for t in turns for img in t.images for p in image_parts(img, prompt)]
+        pictures = heatmap_images([p.image.resize(_display_size(p.image)) for p in parts], grids)
+        return [
+            (pic, f"attention · {part.label}" if part.label else "attention")
+            for pic, part in zip(pictures, parts, strict=True)
+        ]
+
+    # -- knowledge base -------------------------------------------------------------------------
+    @property
+    def kb(self) -> KnowledgeBase:
+        if self._kb is None:
+            from medvlab.kb.retrieve import KnowledgeBase
+
+            url = self.settings.kb_url
+            self._kb = KnowledgeBase(url) if url else KnowledgeBase.at(self.settings.cache_dir / "kb.sqlite")
+        return self._kb
+
+    def kb_add(self, paths: Sequence[str | Path]) -> int:
+        """Add report snippets from files/folders; returns how many were added."""
+        from medvlab.kb.ingest import read_snippets
+
+        snippets = read_snippets([Path(p) for p in paths])
+        if not snippets:
+            raise RequestError(
+                "No report snippets were found in the given files.", "Add .txt/.md/.json/.csv files."
+            )
+        return len(self.kb.add(snippets))
+
+    def kb_search(self, query: str, k: int = 5) -> list[Hit]:
+        return self.kb.search(query, k)
+
+    # -- reports --------------------------------------------------------------------------------
+    def report(
+        self,
+        image: MedImage,
+        qa: Sequence[tuple[str, str]],
+        *,
+        window: str | None = None,
+        slice_index: int | None = None,
+        structured: dict[str, Any] | None = None,
+        heatmaps: Sequence[tuple[Image.Image, str]] = (),
+        citations: Sequence[Hit] = (),
+        volumes_ml: dict[str, float] | None = None,
+        language: Language | None = None,
+    ) -> bytes:
+        """A PDF report of one image and its conversation."""
+        from medvlab.imaging.windows import to_pil
+        from medvlab.reports.pdf import ReportContent, build_pdf
+        from medvlab.vlm.prompting import detect_language
+
+        index = image.n_slices // 2 if slice_index is None else slice_index
+        lang = language or detect_language(" ".join(q for q, _ in qa))
+        # the report prints the disclaimer itself; drop the copy each streamed answer ends with
+        qa = [(q, strip_disclaimer(a)) for q, a in qa]
+        picture = to_pil(self.preview(image, index, window))
+        caption = f"{image.modality} · slice {index + 1}/{image.n_slices} · window {window or 'auto'}"
+        s = image.summary()
+        content = ReportContent(
+            model_id=self.model_id,
+            language=lang,
+            pictures=[(picture, caption), *heatmaps],
+            qa=list(qa),
+            structured=structured,
+            citations=[h.citation() for h in citations],
+            volumes_ml=volumes_ml,
+            adapter=self.settings.adapter,
+            image_summary=f"{s['format']} {s['modality']} {'x'.join(map(str, s['shape']))}, "
+            f"spacing {', '.join(f'{v:g}' for v in s['spacing_mm'])} mm",
+        )
+        return build_pdf(content)
 
     def ask(
         self,
@@ -178,3 +323,15 @@ class Lab:
         """One image (or volume), one question -> streamed answer."""
         img = image if isinstance(image, MedImage) else self.load_image(image)
         return self.chat([Turn("user", question, [img])], prompt, generation, stats)
+
+
+def _then(chunks: Iterator[str], tail: str) -> Iterator[str]:
+    yield from chunks
+    yield tail
+
+
+def _display_size(picture: Image.Image, longest: int = 512) -> tuple[int, int]:
+    """Heatmaps are drawn on an upscaled copy so the grid reads well in reports and the UI."""
+    w, h = picture.size
+    scale = longest / max(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))

@@ -118,3 +118,70 @@ def test_bad_window_flag(dicom_files: dict[str, Path], tmp_path: Path, window: s
         timeout=120,
     )
     assert out.returncode == 2 and out.stderr.startswith("error:") and "Fix:" in out.stderr
+
+
+def test_kb_add_and_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDVLAB_KB_URL", f"sqlite:///{tmp_path / 'kb.sqlite'}")
+    data = Path(__file__).parents[1] / "data" / "reports"
+    result = runner.invoke(app, ["kb", "add", str(data / "priors.json"), str(data / "lungs.csv")])
+    assert result.exit_code == 0 and "added 6 snippet(s)" in result.stdout
+    result = runner.invoke(app, ["kb", "search", "脑出血", "-k", "1", "--json"])
+    assert json.loads(result.stdout)[0]["title"] == "急性脑出血"
+    result = runner.invoke(app, ["kb", "add", str(data / "bad.json")])
+    assert result.exit_code != 0
+
+
+def test_ask_json_and_heatmap(
+    tiny_dir: Path, cache_dir: Path, dicom_files: dict[str, Path], tmp_path: Path
+) -> None:
+    out = medvlab(
+        "ask", str(dicom_files["CT_small.dcm"]), "Findings?", "--model", "tiny", "--json", cache_dir=cache_dir
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["confidence"] in ("low", "moderate", "high")
+    png = tmp_path / "heat.png"
+    result = runner.invoke(
+        app,
+        [
+            "ask",
+            str(dicom_files["emri_small.dcm"]),
+            "Where?",
+            "--model",
+            "tiny",
+            "--max-new-tokens",
+            "6",
+            "--max-slices",
+            "3",
+            "--heatmap",
+            str(png),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    with Image.open(png) as im:
+        assert im.size == (3 * 512, 512)  # three slices side by side
+
+
+def test_report_command(tiny_dir: Path, dicom_files: dict[str, Path], tmp_path: Path) -> None:
+    pdf, dcm = tmp_path / "r.pdf", tmp_path / "r.dcm"
+    result = runner.invoke(
+        app,
+        [
+            "report",
+            str(dicom_files["CT_small.dcm"]),
+            "有病灶吗？",
+            "-o",
+            str(pdf),
+            "--dicom",
+            str(dcm),
+            "--model",
+            "tiny",
+            "--max-new-tokens",
+            "6",
+            "--heatmap",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert pdf.read_bytes().startswith(b"%PDF")
+    import pydicom
+
+    assert pydicom.dcmread(dcm).MIMETypeOfEncapsulatedDocument == "application/pdf"

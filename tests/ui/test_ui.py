@@ -48,3 +48,11 @@ def test_bad_upload_shows_the_error(ui: Client, tmp_path: Path) -> None:
     bad.write_text("not an image")
     with pytest.raises(Exception, match="not a recognised medical image"):
         ui.predict([handle_file(str(bad))], "q", "auto", 4, 8, api_name="/ask")
+
+
+def test_kb_search_endpoint(ui: Client, lab) -> None:  # type: ignore[no-untyped-def]
+    from medvlab.kb.store import Snippet
+
+    lab.kb.add([Snippet("Cardiomegaly", "The cardiac silhouette is enlarged.", "ui-test")])
+    result = ui.predict("enlarged cardiac silhouette", api_name="/kb_search")
+    assert "Cardiomegaly (ui-test)" in result

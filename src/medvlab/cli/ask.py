@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from medvlab.cli import options
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def ask(
@@ -32,12 +37,20 @@ def ask(
         None, "--temperature", help="Sampling temperature (with --sample)."
     ),
     seed: int | None = typer.Option(None, "--seed", help="Random seed for sampling."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Answer as JSON (findings, location, size, impression, ...)."
+    ),
+    heatmap: Path | None = typer.Option(
+        None, "--heatmap", help="Save the answer's attention map(s) as PNG here."
+    ),
+    kb: int = typer.Option(0, "--kb", help="Ground the answer in the top-K knowledge-base snippets."),
 ) -> None:
     """Ask a question about a medical image and stream the answer."""
     from rich.console import Console
 
     from medvlab.config import settings_with
     from medvlab.services import Lab
+    from medvlab.vlm.prompting import Turn
 
     err = Console(stderr=True)
     lab = Lab(settings_with(model=model, device=device, dtype=dtype, adapter=adapter))
@@ -50,7 +63,35 @@ def ask(
     generation = lab.generation_options(
         max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature, seed=seed
     )
-    for chunk in lab.ask(img, question, prompt, generation):
+    turns = [Turn("user", question, [img])]
+    if as_json:
+        findings = lab.structured(turns, prompt, generation)
+        sys.stdout.write(json.dumps(findings, ensure_ascii=False, indent=2) + "\n")
+        return
+    hits = lab.kb_search(question, kb) if kb else []
+    answer = ""
+    for chunk in lab.chat(turns, prompt, generation, grounding=hits):
+        answer += chunk
         sys.stdout.write(chunk)
         sys.stdout.flush()
     sys.stdout.write("\n")
+    if heatmap:
+        save_heatmaps(lab.explain(turns, answer, prompt), heatmap)
+        err.print(f"[dim]attention map written to {heatmap}[/dim]")
+
+
+def save_heatmaps(pictures: list[tuple[Image.Image, str]], path: Path) -> None:
+    """One picture: as is. Several slices: side by side in one strip, in slice order."""
+    from PIL import Image as PILImage
+
+    if len(pictures) == 1:
+        pictures[0][0].save(path)
+        return
+    w = sum(p.width for p, _ in pictures)
+    h = max(p.height for p, _ in pictures)
+    strip = PILImage.new("RGB", (w, h))
+    x = 0
+    for pic, _ in pictures:
+        strip.paste(pic, (x, 0))
+        x += pic.width
+    strip.save(path)

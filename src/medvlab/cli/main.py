@@ -9,7 +9,7 @@ import sys
 import typer
 
 from medvlab import __version__
-from medvlab.cli import ask, doctor, images, serve
+from medvlab.cli import ask, doctor, images, kb, report, serve
 from medvlab.errors import MedvlabError
 
 app = typer.Typer(
@@ -24,6 +24,8 @@ app.command("serve")(serve.serve)
 app.command("doctor")(doctor.doctor)
 app.command("info")(images.info)
 app.command("render")(images.render)
+app.command("report")(report.report)
+app.add_typer(kb.kb_app, name="kb")
 
 
 @app.callback()
@@ -44,6 +46,10 @@ def main() -> None:
     """Run the CLI; a MedvlabError becomes one line on stderr and exit code 2."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the CLI shows its own status lines
     try:
         app()
     except MedvlabError as exc:

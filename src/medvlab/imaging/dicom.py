@@ -277,6 +277,9 @@ def _metadata(ds: Dataset) -> dict[str, Any]:
     sop = ds.get("SOPClassUID")
     if sop is not None:
         meta["SOPClass"] = getattr(sop, "name", str(sop))
+        meta["SOPClassUID"] = str(sop)
+    if "SOPInstanceUID" in ds:
+        meta["SOPInstanceUIDs"] = [str(ds.SOPInstanceUID)]
     return meta
 
 
@@ -504,6 +507,7 @@ def read_dicom_series(
     row_spacing, col_spacing = _spacing_2d(first)
     meta = _metadata(first)
     meta["files"] = len(datasets)
+    meta["SOPInstanceUIDs"] = [str(d.SOPInstanceUID) for d in datasets if "SOPInstanceUID" in d]
     meta["other_series"] = others
     if normal is not None:
         positions = np.array([_position(d) for d in datasets])

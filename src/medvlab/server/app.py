@@ -7,12 +7,11 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, File, Form, Request, UploadFile
-from fastapi.responses import StreamingResponse
+from fastapi import FastAPI
 
 from medvlab import __version__
 from medvlab.errors import MedvlabError
-from medvlab.server import openai_api
+from medvlab.server import lab_api, openai_api
 from medvlab.server.errors import install_error_handlers
 from medvlab.services import Lab
 
@@ -45,6 +44,7 @@ def create_app(lab: Lab | None = None, ui: bool = True, preload: bool = True) ->
     app.state.lab = lab
     install_error_handlers(app)
     app.include_router(openai_api.router)
+    app.include_router(lab_api.router)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, object]:
@@ -55,24 +55,6 @@ def create_app(lab: Lab | None = None, ui: bool = True, preload: bool = True) ->
             "model_error": str(lab.load_error) if lab.load_error else None,
             "version": __version__,
         }
-
-    @app.post("/v1/analyze", tags=["lab"], response_model=None)
-    def analyze(
-        request: Request,
-        file: UploadFile = File(..., description="PNG/JPG, DICOM or NIfTI file."),
-        question: str = Form(...),
-        window: str | None = Form(None),
-        max_slices: int | None = Form(None),
-        language: str | None = Form(None),
-        max_new_tokens: int | None = Form(None),
-    ) -> StreamingResponse:
-        """Upload one file and a question; the answer streams back as plain text (curl-friendly)."""
-        cap = int(lab.limits.max_file_mb * 2**20)
-        data = file.file.read(cap + 1)  # never read more than the limit allows; load_bytes refuses cap + 1
-        image = lab.load_image_bytes(data, file.filename or "upload")
-        prompt = lab.prompt_options(window, max_slices, language)  # type: ignore[arg-type]
-        chunks = lab.ask(image, question, prompt, lab.generation_options(max_new_tokens=max_new_tokens))
-        return StreamingResponse(chunks, media_type="text/plain; charset=utf-8")
 
     if ui:
         import gradio as gr

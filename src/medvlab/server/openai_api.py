@@ -84,7 +84,14 @@ def chat_completions(
         seed=body.seed,
     )
     stats = StreamStats()
-    chunks = lab.chat(turns, prompt, generation, stats)
+    fmt = body.response_format
+    if fmt is not None and fmt.type != "text":
+        schema = fmt.json_schema.schema_ if fmt.json_schema is not None else None
+        data = lab.structured(turns, prompt, generation, stats, schema=schema)
+        chunks: Iterator[str] = iter([json.dumps(data, ensure_ascii=False)])
+    else:
+        hits = lab.kb_search(turns[-1].text, body.kb) if body.kb and turns else []
+        chunks = lab.chat(turns, prompt, generation, stats, grounding=hits)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +29,18 @@ class ChatMessage(BaseModel):
     content: str | list[TextPart | ImagePart] | None = None
 
 
+class JsonSchemaSpec(BaseModel):
+    name: str = "findings"
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI ``response_format``: ``json_object`` / ``json_schema`` enforce JSON while decoding."""
+
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: JsonSchemaSpec | None = None
+
+
 class ChatCompletionRequest(BaseModel):
     """OpenAI ``/v1/chat/completions`` body; medvlab's extensions go in the openai client's ``extra_body``."""
 
@@ -49,6 +61,49 @@ class ChatCompletionRequest(BaseModel):
     """Most slices of a volume sent to the model."""
     language: Literal["en", "zh"] | None = None
     """Answer language (default: the question's)."""
+    response_format: ResponseFormat | None = None
+    """``json_object`` uses medvlab's findings schema; ``json_schema`` with a ``schema`` uses that one."""
+    kb: int = Field(default=0, ge=0, le=20)
+    """Ground the answer in this many knowledge-base snippets (0: none)."""
+
+
+class ImageRequest(BaseModel):
+    """An image (data URI, or an allowed local path) and how to show it to the model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str
+    question: str = Field(min_length=1)
+    window: str | None = None
+    max_slices: int | None = Field(default=None, ge=1, le=512)
+    language: Literal["en", "zh"] | None = None
+    max_new_tokens: int | None = Field(default=None, ge=1, le=32768)
+
+
+class ExplainRequest(ImageRequest):
+    answer: str = Field(min_length=1)
+    """The answer to explain (as returned by /v1/chat/completions, disclaimer included or not)."""
+    span: tuple[int, int] | None = None
+    """Character range of ``answer`` to explain; default: all of it."""
+
+
+class ReportRequest(ImageRequest):
+    answer: str | None = None
+    """An answer already given; generated when omitted."""
+    structured: bool = False
+    heatmap: bool = False
+    kb: int = Field(default=0, ge=0, le=20)
+    format: Literal["pdf", "dicom"] = "pdf"
+
+
+class Snippet(BaseModel):
+    title: str = Field(min_length=1, max_length=512)
+    text: str = Field(min_length=1)
+    source: str = ""
+
+
+class SnippetsRequest(BaseModel):
+    snippets: list[Snippet] = Field(min_length=1)
 
 
 class ErrorBody(BaseModel):

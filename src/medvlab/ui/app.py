@@ -9,7 +9,11 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import json
+import tempfile
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -42,6 +46,21 @@ TEXT: dict[str, dict[str, str]] = {
         "model": "Model",
         "tiny": "random weights: the answers test the plumbing and mean nothing",
         "no_model": "not loaded",
+        "structured": "Structured answer (JSON)",
+        "use_kb": "Ground in knowledge base (top 3)",
+        "table": "Structured findings",
+        "explain": "Explain (attention map)",
+        "heatmaps": "Attention of the last answer",
+        "export": "Export PDF report",
+        "report": "Report",
+        "kb": "Knowledge base of prior reports",
+        "kb_query": "Search",
+        "kb_search": "Search",
+        "kb_files": "Add report files (.txt/.md/.json/.csv)",
+        "kb_results": "Results",
+        "no_answer": "Ask a question first.",
+        "field": "field",
+        "value": "value",
     },
     "zh": {
         "title": "## medvlab — 医学影像视觉实验室",
@@ -62,6 +81,21 @@ TEXT: dict[str, dict[str, str]] = {
         "model": "模型",
         "tiny": "随机权重：仅用于测试流程，回答没有意义",
         "no_model": "未加载",
+        "structured": "结构化回答（JSON）",
+        "use_kb": "结合知识库（前 3 条）",
+        "table": "结构化所见",
+        "explain": "解释（注意力图）",
+        "heatmaps": "上一个回答的注意力",
+        "export": "导出 PDF 报告",
+        "report": "报告",
+        "kb": "既往报告知识库",
+        "kb_query": "检索",
+        "kb_search": "检索",
+        "kb_files": "添加报告文件（.txt/.md/.json/.csv）",
+        "kb_results": "结果",
+        "no_answer": "请先提问。",
+        "field": "字段",
+        "value": "内容",
     },
 }
 LANGS = {"English": "en", "中文": "zh"}
@@ -88,6 +122,10 @@ def _describe(image: MedImage) -> str:
     shape = " × ".join(str(x) for x in s["shape"])
     spacing = ", ".join(f"{v:g}" for v in s["spacing_mm"])
     return f"**{s['format']}** · {s['modality']} · {shape} · spacing {spacing} mm · {s['orientation']}"
+
+
+def _rows(data: dict[str, Any]) -> list[list[str]]:
+    return [[k, str(v)] for k, v in data.items() if k != "disclaimer"]
 
 
 def _text_of(content: Any) -> str:
@@ -140,19 +178,7 @@ def build_ui(lab: Lab) -> gr.Blocks:
         except MedvlabError as exc:
             raise gr.Error(str(exc)) from exc
 
-    def respond(
-        question: str,
-        history: list[dict[str, Any]],
-        image: MedImage | None,
-        window: str,
-        max_slices: float,
-        max_new_tokens: float,
-        lang_label: str,
-    ) -> Iterator[tuple[list[dict[str, Any]], str]]:
-        language = LANGS.get(lang_label, "en")
-        if image is None:
-            raise gr.Error(TEXT[language]["no_image"])
-        history = list(history or [])
+    def _turns(history: list[dict[str, Any]], question: str, image: MedImage) -> list[Turn]:
         turns: list[Turn] = []
         for msg in history:
             if msg.get("role") == "assistant":
@@ -161,20 +187,111 @@ def build_ui(lab: Lab) -> gr.Blocks:
                 turns.append(Turn("user", _text_of(msg.get("content"))))
         turns.append(Turn("user", question))
         turns[0].images = [image]  # the image belongs to the first question of the conversation
+        return turns
+
+    def respond(
+        question: str,
+        history: list[dict[str, Any]],
+        image: MedImage | None,
+        window: str,
+        max_slices: float,
+        max_new_tokens: float,
+        lang_label: str,
+        structured_on: bool,
+        kb_on: bool,
+        session: dict[str, Any] | None,
+    ) -> Iterator[tuple[Any, ...]]:
+        language = LANGS.get(lang_label, "en")
+        if image is None:
+            raise gr.Error(TEXT[language]["no_image"])
+        history = list(history or [])
+        session = {"qa": [], "structured": None, "hits": [], "heatmaps": [], **(session or {})}
+        turns = _turns(history, question, image)
+        prompt = lab.prompt_options(None if window == "auto" else window, int(max_slices))
+        generation = lab.generation_options(max_new_tokens=int(max_new_tokens))
+        history += [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
         try:
-            chunks = lab.chat(
-                turns,
-                lab.prompt_options(None if window == "auto" else window, int(max_slices)),
-                lab.generation_options(max_new_tokens=int(max_new_tokens)),
+            if structured_on:
+                data = lab.structured(turns, prompt, generation)
+                text = "```json\n" + json.dumps(data, ensure_ascii=False, indent=2) + "\n```"
+                history[-1] = {"role": "assistant", "content": text}
+                session.update(
+                    structured=data, qa=[*session["qa"], (question, json.dumps(data, ensure_ascii=False))]
+                )
+                yield history, "", _rows(data), session
+                return
+            hits = lab.kb_search(question, 3) if kb_on else []
+            chunks = lab.chat(turns, prompt, generation, grounding=hits)
+            answer = ""
+            for piece in chunks:
+                answer += piece
+                history[-1] = {"role": "assistant", "content": answer}
+                yield history, "", gr.update(), session
+        except MedvlabError as exc:
+            raise gr.Error(str(exc)) from exc
+        session.update(qa=[*session["qa"], (question, answer)], hits=[*session["hits"], *hits], heatmaps=[])
+        yield history, "", gr.update(), session
+
+    def explain(
+        image: MedImage | None,
+        window: str,
+        max_slices: float,
+        lang_label: str,
+        session: dict[str, Any] | None,
+    ) -> tuple[list[tuple[Any, str]], dict[str, Any]]:
+        language = LANGS.get(lang_label, "en")
+        if image is None or not session or not session.get("qa"):
+            raise gr.Error(TEXT[language]["no_answer"])
+        question, answer = session["qa"][-1]
+        prompt = lab.prompt_options(None if window == "auto" else window, int(max_slices))
+        try:
+            heatmaps = lab.explain([Turn("user", question, [image])], answer, prompt)
+        except MedvlabError as exc:
+            raise gr.Error(str(exc)) from exc
+        return heatmaps, {**session, "heatmaps": heatmaps}
+
+    def export(
+        image: MedImage | None, window: str, index: float, lang_label: str, session: dict[str, Any] | None
+    ) -> str:
+        language = LANGS.get(lang_label, "en")
+        if image is None or not session or not session.get("qa"):
+            raise gr.Error(TEXT[language]["no_answer"])
+        try:
+            pdf = lab.report(
+                image,
+                session["qa"],
+                window=None if window == "auto" else window,
+                slice_index=min(max(int(index) - 1, 0), image.n_slices - 1) if image.n_slices > 1 else 0,
+                structured=session.get("structured"),
+                heatmaps=session.get("heatmaps") or [],
+                citations=session.get("hits") or [],
+                language=language,  # type: ignore[arg-type]
             )
         except MedvlabError as exc:
             raise gr.Error(str(exc)) from exc
-        history += [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
-        answer = ""
-        for piece in chunks:
-            answer += piece
-            history[-1] = {"role": "assistant", "content": answer}
-            yield history, ""
+        folder = Path(tempfile.mkdtemp(prefix="medvlab-report-"))
+        path = folder / f"medvlab-report-{time.strftime('%Y%m%d-%H%M%S')}.pdf"
+        path.write_bytes(pdf)
+        return str(path)
+
+    def kb_search(query: str) -> str:
+        try:
+            hits = lab.kb_search(query, 5)
+        except MedvlabError as exc:
+            raise gr.Error(str(exc)) from exc
+        if not hits:
+            return "—"
+        return "\n\n".join(f"**{h.citation()}** `{'+'.join(h.via)}`\n\n{h.snippet.text[:400]}" for h in hits)
+
+    def kb_add(files: Any) -> str:
+        paths = _paths(files)
+        if not paths:
+            return ""
+        try:
+            n = lab.kb_add(paths)
+        except MedvlabError as exc:
+            raise gr.Error(str(exc)) from exc
+        return f"+{n} → {lab.kb.store.count()}"
 
     def ask_api(
         files: Any, question: str, window: str = "auto", max_slices: float = 16, max_new_tokens: float = 128
@@ -215,6 +332,16 @@ def build_ui(lab: Lab) -> gr.Blocks:
             gr.update(label=t["max_slices"]),
             gr.update(label=t["max_new_tokens"]),
             gr.update(label=t["advanced"]),
+            gr.update(label=t["structured"]),
+            gr.update(label=t["use_kb"]),
+            gr.update(label=t["table"]),
+            gr.update(value=t["explain"]),
+            gr.update(value=t["export"]),
+            gr.update(label=t["heatmaps"]),
+            gr.update(label=t["kb"]),
+            gr.update(label=t["kb_query"]),
+            gr.update(value=t["kb_search"]),
+            gr.update(label=t["kb_files"]),
             f"<small>{DISCLAIMERS[language]}</small>",
         )
 
@@ -242,8 +369,23 @@ def build_ui(lab: Lab) -> gr.Blocks:
                     label=t["question"], placeholder=t["placeholder"], lines=2, elem_id="question"
                 )
                 with gr.Row():
+                    structured_on = gr.Checkbox(False, label=t["structured"], elem_id="structured")
+                    kb_on = gr.Checkbox(False, label=t["use_kb"], elem_id="use-kb")
+                with gr.Row():
                     send = gr.Button(t["send"], variant="primary", elem_id="send")
                     clear = gr.Button(t["clear"], elem_id="clear")
+                table = gr.Dataframe(
+                    headers=[t["field"], t["value"]],
+                    label=t["table"],
+                    interactive=False,
+                    wrap=True,
+                    elem_id="table",
+                )
+                with gr.Row():
+                    explain_btn = gr.Button(t["explain"], elem_id="explain")
+                    export_btn = gr.Button(t["export"], elem_id="export")
+                gallery = gr.Gallery(label=t["heatmaps"], columns=4, height=260, elem_id="heatmaps")
+                report_file = gr.File(label=t["report"], elem_id="report")
                 with gr.Accordion(t["advanced"], open=False) as advanced:
                     max_slices = gr.Slider(
                         1, 85, value=min(lab.settings.max_slices, 85), step=1, label=t["max_slices"]
@@ -255,16 +397,52 @@ def build_ui(lab: Lab) -> gr.Blocks:
                         step=16,
                         label=t["max_new_tokens"],
                     )
+        with gr.Accordion(t["kb"], open=False) as kb_panel:
+            with gr.Row():
+                kb_query = gr.Textbox(label=t["kb_query"], scale=4, elem_id="kb-query")
+                kb_button = gr.Button(t["kb_search"], scale=1, elem_id="kb-search")
+            kb_results = gr.Markdown(elem_id="kb-results")
+            kb_files = gr.File(
+                label=t["kb_files"], file_count="multiple", type="filepath", elem_id="kb-files"
+            )
+            kb_status = gr.Markdown()
         footer = gr.Markdown(f"<small>{DISCLAIMERS['en']}</small>")
         image_state = gr.State(None)
+        session = gr.State(None)
 
         files.change(on_load, [files, window], [image_state, info, preview, slice_slider], api_name="load")
         slice_slider.change(on_view, [image_state, slice_slider, window], preview, api_visibility="private")
         window.change(on_view, [image_state, slice_slider, window], preview, api_visibility="private")
-        inputs = [question, chatbot, image_state, window, max_slices, max_new, lang]
-        send.click(respond, inputs, [chatbot, question], api_visibility="private")
-        question.submit(respond, inputs, [chatbot, question], api_visibility="private")
-        clear.click(lambda: [], None, chatbot, api_visibility="private")
+        inputs = [
+            question,
+            chatbot,
+            image_state,
+            window,
+            max_slices,
+            max_new,
+            lang,
+            structured_on,
+            kb_on,
+            session,
+        ]
+        outputs = [chatbot, question, table, session]
+        send.click(respond, inputs, outputs, api_visibility="private")
+        question.submit(respond, inputs, outputs, api_visibility="private")
+        clear.click(
+            lambda: ([], None, [], None), None, [chatbot, session, gallery, table], api_visibility="private"
+        )
+        explain_btn.click(
+            explain,
+            [image_state, window, max_slices, lang, session],
+            [gallery, session],
+            api_visibility="private",
+        )
+        export_btn.click(
+            export, [image_state, window, slice_slider, lang, session], report_file, api_visibility="private"
+        )
+        kb_button.click(kb_search, kb_query, kb_results, api_name="kb_search")
+        kb_query.submit(kb_search, kb_query, kb_results, api_visibility="private")
+        kb_files.upload(kb_add, kb_files, kb_status, api_visibility="private")
         lang.change(
             relabel,
             lang,
@@ -282,6 +460,16 @@ def build_ui(lab: Lab) -> gr.Blocks:
                 max_slices,
                 max_new,
                 advanced,
+                structured_on,
+                kb_on,
+                table,
+                explain_btn,
+                export_btn,
+                gallery,
+                kb_panel,
+                kb_query,
+                kb_button,
+                kb_files,
                 footer,
             ],
             api_visibility="private",

@@ -249,6 +249,7 @@ class TransformersBackend:
         self.model.to(self.device.torch_device).eval()
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.think_ids = (self._token_id(THINK_START), self._token_id(THINK_END))
+        self._grammars: Any = None
         logger.info(
             "loaded %s on %s (%s, %s attention) in %.1fs",
             model,
@@ -261,6 +262,17 @@ class TransformersBackend:
     def _token_id(self, token: str) -> int | None:
         tid = self.tokenizer.convert_tokens_to_ids(token)
         return None if tid is None or tid == self.tokenizer.unk_token_id else int(tid)
+
+    def grammars(self) -> Any:
+        """The xgrammar compiler for this model's tokenizer (built on first structured request)."""
+        if self._grammars is None:
+            from medvlab.vlm.structured import GrammarCache
+
+            eos = self.model.generation_config.eos_token_id
+            stop_ids = [int(i) for i in (eos if isinstance(eos, list) else [eos]) if i is not None]
+            vocab = int(self.model.config.get_text_config().vocab_size)
+            self._grammars = GrammarCache(self.tokenizer, vocab, stop_ids)
+        return self._grammars
 
     def prepare(self, messages: list[dict[str, Any]]) -> Any:
         """Chat messages -> model inputs on the device (pixel values in the model's dtype)."""
@@ -301,6 +313,15 @@ class TransformersBackend:
             "streamer": streamer,
             "stopping_criteria": StoppingCriteriaList([_Cancelled()]),
         }
+        if options.json_schema is not None:
+            from medvlab.vlm.structured import token_budget
+
+            gen_kwargs["logits_processor"] = [self.grammars().logits_processor(options.json_schema)]
+            # The grammar sees special tokens (<unused94>, <start_of_image>, ...) as plain text it may put
+            # inside a JSON string; they are dropped when decoding, which would cut the JSON. Forbid them.
+            stops = set(self.grammars().stop_ids)
+            gen_kwargs["suppress_tokens"] = [i for i in self.tokenizer.all_special_ids if i not in stops]
+            gen_kwargs["max_new_tokens"] = max(options.max_new_tokens, token_budget(options.json_schema))
         if options.do_sample:
             gen_kwargs.update(temperature=options.temperature, top_p=options.top_p)
         else:  # greedy: clear sampling knobs a model's generation_config may carry
@@ -339,7 +360,7 @@ class TransformersBackend:
             raise ModelLoadError(
                 f"Generation failed: {type(errors[0]).__name__}: {errors[0]}", "See the server log."
             )
-        stats.finish_reason = "length" if stats.completion_tokens >= options.max_new_tokens else "stop"
+        stats.finish_reason = "length" if stats.completion_tokens >= gen_kwargs["max_new_tokens"] else "stop"
 
 
 def _apply_adapter(model: Any, adapter: str) -> Any:

@@ -110,6 +110,13 @@ def build_messages(turns: list[Turn], options: PromptOptions | None = None) -> l
     return messages
 
 
+def strip_disclaimer(answer: str) -> str:
+    """An answer without the disclaimer it was streamed with (for reports and explanations)."""
+    for text in DISCLAIMERS.values():
+        answer = answer.rstrip().removesuffix(text)
+    return answer.rstrip()
+
+
 def with_disclaimer(chunks: Iterable[str], language: Language) -> Iterator[str]:
     """Pass the streamed answer through, then end it with the disclaimer on its own paragraph."""
     yield from chunks

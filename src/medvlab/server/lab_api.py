@@ -1,0 +1,126 @@
+"""medvlab's own REST routes: analyze (multipart), explain, reports, knowledge base."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi.responses import Response, StreamingResponse
+
+from medvlab.imaging.types import MedImage
+from medvlab.kb.store import Snippet
+from medvlab.server.openai_api import get_lab
+from medvlab.server.schemas import ExplainRequest, ImageRequest, ReportRequest, SnippetsRequest
+from medvlab.services import Lab
+from medvlab.vlm.prompting import Turn
+
+router = APIRouter(prefix="/v1", tags=["lab"])
+
+
+def _turns(lab: Lab, body: ImageRequest) -> tuple[MedImage, list[Turn]]:
+    image = lab.load_image_reference(body.image)
+    return image, [Turn("user", body.question, [image])]
+
+
+def _png_uri(picture: Any) -> str:
+    buf = io.BytesIO()
+    picture.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+@router.post("/analyze", response_model=None)
+def analyze(
+    file: UploadFile = File(..., description="PNG/JPG, DICOM or NIfTI file."),
+    question: str = Form(...),
+    window: str | None = Form(None),
+    max_slices: int | None = Form(None),
+    language: str | None = Form(None),
+    max_new_tokens: int | None = Form(None),
+    lab: Lab = Depends(get_lab),
+) -> StreamingResponse:
+    """Upload one file and a question; the answer streams back as plain text (curl-friendly)."""
+    cap = int(lab.limits.max_file_mb * 2**20)
+    data = file.file.read(cap + 1)  # never read more than the limit allows; load_bytes refuses cap + 1
+    image = lab.load_image_bytes(data, file.filename or "upload")
+    prompt = lab.prompt_options(window, max_slices, language)  # type: ignore[arg-type]
+    chunks = lab.ask(image, question, prompt, lab.generation_options(max_new_tokens=max_new_tokens))
+    return StreamingResponse(chunks, media_type="text/plain; charset=utf-8")
+
+
+@router.post("/explain")
+def explain(body: ExplainRequest, lab: Lab = Depends(get_lab)) -> dict[str, Any]:
+    """Attention maps of an answer over the image(s) it was given, as PNG data URIs."""
+    _, turns = _turns(lab, body)
+    prompt = lab.prompt_options(body.window, body.max_slices, body.language)
+    heatmaps = lab.explain(turns, body.answer, prompt, body.span)
+    return {"heatmaps": [{"label": label, "png": _png_uri(pic)} for pic, label in heatmaps]}
+
+
+@router.post("/reports", response_model=None)
+def report(body: ReportRequest, lab: Lab = Depends(get_lab)) -> Response:
+    """A PDF report (or a DICOM Encapsulated PDF in the source study) for one image and question."""
+    image, turns = _turns(lab, body)
+    prompt = lab.prompt_options(body.window, body.max_slices, body.language)
+    generation = lab.generation_options(max_new_tokens=body.max_new_tokens)
+    hits = lab.kb_search(body.question, body.kb) if body.kb else []
+    answer = body.answer or "".join(lab.chat(turns, prompt, generation, grounding=hits))
+    findings = lab.structured(turns, prompt, generation) if body.structured else None
+    heatmaps = lab.explain(turns, answer, prompt) if body.heatmap else []
+    pdf = lab.report(
+        image,
+        [(body.question, answer)],
+        window=body.window,
+        structured=findings,
+        heatmaps=heatmaps,
+        citations=hits,
+        language=body.language,
+    )
+    if body.format == "dicom":
+        from pydicom.filebase import DicomBytesIO
+
+        from medvlab.reports.dicom import encapsulate_pdf
+
+        out = DicomBytesIO()
+        encapsulate_pdf(pdf, image.metadata).save_as(out, enforce_file_format=True)
+        return Response(
+            out.getvalue(),
+            media_type="application/dicom",
+            headers={"Content-Disposition": 'attachment; filename="medvlab-report.dcm"'},
+        )
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": 'attachment; filename="medvlab-report.pdf"'},
+    )
+
+
+@router.post("/kb/snippets")
+def kb_add(body: SnippetsRequest, lab: Lab = Depends(get_lab)) -> dict[str, Any]:
+    """Add prior-report snippets to the knowledge base."""
+    from medvlab.vlm.prompting import detect_language
+
+    ids = lab.kb.add([Snippet(s.title, s.text, s.source, detect_language(s.text)) for s in body.snippets])
+    return {"added": len(ids), "ids": ids, "total": lab.kb.store.count()}
+
+
+@router.get("/kb/search")
+def kb_search(q: str, k: int = 5, lab: Lab = Depends(get_lab)) -> dict[str, Any]:
+    """The knowledge-base snippets closest to ``q`` (Chinese or English), with citations."""
+    hits = lab.kb_search(q, max(1, min(k, 50)))
+    return {
+        "query": q,
+        "hits": [
+            {
+                "rank": h.rank,
+                "score": h.score,
+                "via": list(h.via),
+                "citation": h.citation(),
+                "title": h.snippet.title,
+                "source": h.snippet.source,
+                "text": h.snippet.text,
+            }
+            for h in hits
+        ],
+    }
