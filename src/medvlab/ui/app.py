@@ -24,7 +24,7 @@ from medvlab.errors import MedvlabError
 from medvlab.imaging.types import MedImage
 from medvlab.imaging.windows import WINDOW_CHOICES
 from medvlab.services import Lab
-from medvlab.vlm.prompting import DISCLAIMERS, Turn
+from medvlab.vlm.prompting import DISCLAIMERS, Turn, strip_disclaimer
 
 TEXT: dict[str, dict[str, str]] = {
     "en": {
@@ -59,6 +59,8 @@ TEXT: dict[str, dict[str, str]] = {
         "kb_files": "Add report files (.txt/.md/.json/.csv)",
         "kb_results": "Results",
         "no_answer": "Ask a question first.",
+        "span": "Explain only this part of the answer (optional: paste words from it)",
+        "not_in_answer": "That text is not part of the last answer; copy it from the answer.",
         "field": "field",
         "value": "value",
     },
@@ -94,6 +96,8 @@ TEXT: dict[str, dict[str, str]] = {
         "kb_files": "添加报告文件（.txt/.md/.json/.csv）",
         "kb_results": "结果",
         "no_answer": "请先提问。",
+        "span": "只解释回答中的这一部分（可选：粘贴回答中的文字）",
+        "not_in_answer": "这段文字不在上一个回答中；请从回答中复制。",
         "field": "字段",
         "value": "内容",
     },
@@ -237,15 +241,23 @@ def build_ui(lab: Lab) -> gr.Blocks:
         window: str,
         max_slices: float,
         lang_label: str,
+        span_text: str,
         session: dict[str, Any] | None,
     ) -> tuple[list[tuple[Any, str]], dict[str, Any]]:
         language = LANGS.get(lang_label, "en")
         if image is None or not session or not session.get("qa"):
             raise gr.Error(TEXT[language]["no_answer"])
         question, answer = session["qa"][-1]
+        answer = strip_disclaimer(answer)
+        span = None
+        if span_text and span_text.strip():
+            start = answer.find(span_text.strip())
+            if start < 0:
+                raise gr.Error(TEXT[language]["not_in_answer"])
+            span = (start, start + len(span_text.strip()))
         prompt = lab.prompt_options(None if window == "auto" else window, int(max_slices))
         try:
-            heatmaps = lab.explain([Turn("user", question, [image])], answer, prompt)
+            heatmaps = lab.explain([Turn("user", question, [image])], answer, prompt, span)
         except MedvlabError as exc:
             raise gr.Error(str(exc)) from exc
         return heatmaps, {**session, "heatmaps": heatmaps}
@@ -338,6 +350,7 @@ def build_ui(lab: Lab) -> gr.Blocks:
             gr.update(value=t["explain"]),
             gr.update(value=t["export"]),
             gr.update(label=t["heatmaps"]),
+            gr.update(label=t["span"]),
             gr.update(label=t["kb"]),
             gr.update(label=t["kb_query"]),
             gr.update(value=t["kb_search"]),
@@ -384,6 +397,7 @@ def build_ui(lab: Lab) -> gr.Blocks:
                 with gr.Row():
                     explain_btn = gr.Button(t["explain"], elem_id="explain")
                     export_btn = gr.Button(t["export"], elem_id="export")
+                span_text = gr.Textbox(label=t["span"], lines=1, elem_id="span")
                 gallery = gr.Gallery(label=t["heatmaps"], columns=4, height=260, elem_id="heatmaps")
                 report_file = gr.File(label=t["report"], elem_id="report")
                 with gr.Accordion(t["advanced"], open=False) as advanced:
@@ -433,7 +447,7 @@ def build_ui(lab: Lab) -> gr.Blocks:
         )
         explain_btn.click(
             explain,
-            [image_state, window, max_slices, lang, session],
+            [image_state, window, max_slices, lang, span_text, session],
             [gallery, session],
             api_visibility="private",
         )
@@ -466,6 +480,7 @@ def build_ui(lab: Lab) -> gr.Blocks:
                 explain_btn,
                 export_btn,
                 gallery,
+                span_text,
                 kb_panel,
                 kb_query,
                 kb_button,
