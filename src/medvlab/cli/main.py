@@ -9,7 +9,7 @@ import sys
 import typer
 
 from medvlab import __version__
-from medvlab.cli import ask, doctor, images, kb, report, serve
+from medvlab.cli import ask, doctor, images, kb, report, serve, train
 from medvlab.errors import MedvlabError
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.command("info")(images.info)
 app.command("render")(images.render)
 app.command("report")(report.report)
 app.add_typer(kb.kb_app, name="kb")
+app.add_typer(train.train_app, name="train")
 
 
 @app.callback()

@@ -1,0 +1,1 @@
+"""Fine-tuning recipes over TRL + PEFT: LoRA/QLoRA SFT, DPO, merge, evaluation."""

@@ -1,0 +1,76 @@
+"""Training metrics to JSONL + CSV as they arrive, and a training-curve PNG at the end."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+CURVES = ("loss", "eval_loss", "rewards/accuracies", "rewards/margins", "eval_rewards/accuracies")
+
+
+class MetricsWriter(TrainerCallback):
+    """Appends every log event to ``metrics.jsonl``; rewrites ``metrics.csv`` and the PNG at the end."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.jsonl = folder / "metrics.jsonl"
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
+    ) -> None:
+        if not logs or not state.is_world_process_zero:
+            return
+        row = {"step": state.global_step, "epoch": round(float(state.epoch or 0), 4), **logs}
+        with self.jsonl.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if state.is_world_process_zero:
+            write_csv_and_plot(self.folder)
+
+
+def read_metrics(folder: Path) -> list[dict[str, Any]]:
+    path = folder / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_csv_and_plot(folder: Path) -> Path | None:
+    rows = read_metrics(folder)
+    if not rows:
+        return None
+    keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("step", "epoch"), k))
+    with (folder / "metrics.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    return plot_curves(rows, folder / "training_curves.png")
+
+
+def plot_curves(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {k: [(r["step"], float(r[k])) for r in rows if k in r] for k in CURVES}
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return None
+    fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 3.2), squeeze=False)
+    for ax, (name, points) in zip(axes[0], series.items(), strict=True):
+        steps, values = zip(*points, strict=True)
+        ax.plot(steps, values, marker="o" if len(points) < 30 else None, linewidth=1.5)
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,135 @@
+"""Supervised fine-tuning recipe (LoRA / QLoRA) for image-text-to-text models, over TRL's SFTTrainer.
+
+Read it top to bottom: config -> model -> data -> trainer -> train -> save.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from medvlab.config import PromptOptions
+from medvlab.train.collate import VisionSFTCollator
+from medvlab.train.config import SFTTrainConfig, write_resolved
+from medvlab.train.data import ImageCache, load_sft
+from medvlab.train.metrics import MetricsWriter, write_csv_and_plot
+from medvlab.train.modeling import load_for_training, lora_config
+
+logger = logging.getLogger(__name__)
+
+
+class IndexedCollator:
+    """The dataset holds indices (and lengths, for length grouping); pictures stay in memory here."""
+
+    def __init__(self, records: list[dict[str, Any]], inner: VisionSFTCollator) -> None:
+        self.records, self.inner = records, inner
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        return self.inner([self.records[int(e["idx"])] for e in examples])
+
+
+def approx_length(record: dict[str, Any], tokens_per_image: int) -> int:
+    """Sequence length estimate for grouping: text characters / 3 + image tokens."""
+    chars = sum(len(p.get("text", "")) for m in record["messages"] for p in m["content"])
+    return chars // 3 + tokens_per_image * len(record["images"])
+
+
+def as_dataset(records: list[dict[str, Any]], tokens_per_image: int) -> Any:
+    from datasets import Dataset
+
+    return Dataset.from_dict(
+        {"idx": list(range(len(records))), "length": [approx_length(r, tokens_per_image) for r in records]}
+    )
+
+
+def last_checkpoint(folder: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def run_sft(cfg: SFTTrainConfig, cache_dir: Path | None = None) -> Path:
+    """Train a LoRA adapter; returns the adapter folder (``<output_dir>/adapter``)."""
+    from trl import SFTConfig, SFTTrainer
+
+    out = cfg.output_dir
+    write_resolved(cfg, out)
+
+    # 1. model and processor, loaded like at inference (4-bit with --qlora)
+    model, processor, device = load_for_training(cfg, cache_dir)
+
+    # 2. data: validated line by line; images windowed like at inference, decoded once
+    cache = ImageCache(PromptOptions(window=cfg.window, max_slices=cfg.max_slices), enabled=cfg.cache_images)
+    train_records = load_sft(cfg.data, cache)
+    eval_records = load_sft(cfg.eval_data, cache) if cfg.eval_data else []
+    per_image = int(getattr(processor, "image_seq_length", 256))
+    all_records = train_records + eval_records
+    collator = IndexedCollator(
+        all_records, VisionSFTCollator(processor, cfg.completion_only_loss, cfg.max_length)
+    )
+    train_ds = as_dataset(train_records, per_image)
+    eval_ds = None
+    if eval_records:
+        eval_ds = as_dataset(eval_records, per_image).map(lambda r: {"idx": r["idx"] + len(train_records)})
+    logger.info(
+        "%d training / %d eval records (%d image reads saved by the cache)",
+        len(train_records),
+        len(eval_records),
+        cache.hits,
+    )
+
+    # 3. trainer: TRL's SFTTrainer with our collator (the dataset is already prepared)
+    args = SFTConfig(
+        output_dir=str(out),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a fraction of the steps
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        logging_steps=cfg.logging_steps,
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        eval_strategy="steps" if eval_ds is not None else "no",
+        eval_steps=cfg.eval_steps,
+        seed=cfg.seed,
+        bf16=device.dtype == "bfloat16",
+        fp16=device.dtype == "float16",
+        use_cpu=device.kind == "cpu",
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        length_column_name="length",
+        remove_unused_columns=False,
+        dataset_kwargs={"skip_prepare_dataset": True},
+        report_to=[],
+        disable_tqdm=False,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        data_collator=collator,
+        processing_class=processor,
+        peft_config=lora_config(cfg),
+        callbacks=[MetricsWriter(out)],
+    )
+
+    # 4. train, resuming from the last checkpoint when there is one
+    resume = last_checkpoint(out) if cfg.resume else None
+    if resume:
+        logger.info("resuming from %s", resume)
+    trainer.train(resume_from_checkpoint=resume)
+
+    # 5. save the adapter with its processor and config; metrics CSV + curves PNG
+    adapter_dir = out / "adapter"
+    trainer.save_model(str(adapter_dir))
+    processor.save_pretrained(str(adapter_dir))
+    write_resolved(cfg, adapter_dir)
+    write_csv_and_plot(out)
+    return adapter_dir
