@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     """Largest accepted upload or data URI, in MiB."""
     cache_dir: Path = Field(default_factory=default_cache_dir)
     """Folder for artefacts medvlab builds (tiny model)."""
+    data_dir: Path | None = None
+    """Folder of the lab's records (feedback database and the images it refers to); None: <cache_dir>/data."""
     kb_url: str | None = None
     """Database URL of the knowledge base; None means SQLite at ``<cache_dir>/kb.sqlite``."""
 

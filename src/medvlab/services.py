@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from medvlab.kb.retrieve import Hit, KnowledgeBase
+    from medvlab.store.feedback import FeedbackStore
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,9 @@ class Lab:
         self.load_error: ModelLoadError | None = None
         """Why the model could not be loaded, if it could not; kept so requests fail fast with the fix."""
         self._kb: KnowledgeBase | None = None
+        self._feedback: FeedbackStore | None = None
+        self.adapter: str | None = self.settings.adapter
+        """The adapter currently applied (hot-swappable), or None for the base model."""
 
     @property
     def model_id(self) -> str:
@@ -107,6 +111,26 @@ class Lab:
             "MEDVLAB_ALLOWED_PATHS='[\"/data\"]' naming the folders it may read.",
         )
 
+    def decode_data_uri(self, ref: str) -> tuple[bytes, str]:
+        """(bytes, file name) of a base64 ``data:`` URI, size-checked before decoding."""
+        header, _, payload = ref.strip().partition(",")
+        if not header.startswith("data:") or ";base64" not in header:
+            raise RequestError(
+                "Only base64 data URIs are accepted.", "Encode the file as data:<mime>;base64,<...>."
+            )
+        if len(payload) * 3 / 4 > self.limits.max_file_mb * 2**20:
+            raise ImageTooLargeError(
+                f"The image is larger than {self.limits.max_file_mb} MiB.", "Send a smaller image."
+            )
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise RequestError(
+                "The data URI is not valid base64.", "Re-encode the file with base64."
+            ) from exc
+        mime = header[5:].split(";")[0].lower()
+        return data, "upload" + MIME_SUFFIXES.get(mime, "")
+
     def load_image_reference(self, ref: str) -> MedImage:
         """An image named in a request: a base64 ``data:`` URI, or a local path when allowed.
 
@@ -114,23 +138,7 @@ class Lab:
         """
         ref = ref.strip()
         if ref.startswith("data:"):
-            header, _, payload = ref.partition(",")
-            if ";base64" not in header:
-                raise RequestError(
-                    "Only base64 data URIs are accepted.", "Encode the file as data:<mime>;base64,<...>."
-                )
-            if len(payload) * 3 / 4 > self.limits.max_file_mb * 2**20:
-                raise ImageTooLargeError(
-                    f"The image is larger than {self.limits.max_file_mb} MiB.", "Send a smaller image."
-                )
-            try:
-                data = base64.b64decode(payload, validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise RequestError(
-                    "The data URI is not valid base64.", "Re-encode the file with base64."
-                ) from exc
-            mime = header[5:].split(";")[0].lower()
-            return self.load_image_bytes(data, "upload" + MIME_SUFFIXES.get(mime, ""))
+            return self.load_image_bytes(*self.decode_data_uri(ref))
         if ref.startswith(("http://", "https://", "ftp://")):
             raise InputRefusedError(
                 "Remote image URLs are not fetched: the lab makes no outbound connections.",
@@ -272,6 +280,74 @@ class Lab:
     def kb_search(self, query: str, k: int = 5) -> list[Hit]:
         return self.kb.search(query, k)
 
+    # -- feedback and adapters -------------------------------------------------------------------
+    @property
+    def feedback(self) -> FeedbackStore:
+        if self._feedback is None:
+            from medvlab.store.feedback import FeedbackStore
+
+            self._feedback = FeedbackStore.at(self.settings.data_dir or self.settings.cache_dir / "data")
+        return self._feedback
+
+    def record_feedback(
+        self,
+        image_files: Sequence[str | Path],
+        question: str,
+        answer: str,
+        rating: int,
+        better_answer: str | None = None,
+        window: str | None = None,
+        max_slices: int | None = None,
+    ) -> int:
+        """Store a rating (+1/-1) and optionally a better answer, with a copy of the image; returns its id."""
+        from medvlab.store.feedback import FeedbackRecord
+        from medvlab.vlm.prompting import detect_language
+
+        record = FeedbackRecord(
+            question=question,
+            answer=strip_disclaimer(answer),
+            rating=rating,
+            better_answer=better_answer,
+            language=detect_language(question),
+            window=window,
+            max_slices=max_slices,
+            model_id=self.model_id,
+            adapter=self.adapter,
+        )
+        return self.feedback.add(record, [Path(f) for f in image_files])
+
+    def set_adapter(self, path: str | None) -> str | None:
+        """Apply a LoRA adapter to the loaded model, or return to the base model (None), without a restart."""
+        backend = self.backend
+        setter = getattr(backend, "set_adapter", None)
+        if setter is None:
+            raise RequestError("This backend cannot swap adapters.", "Restart with --adapter instead.")
+        if path is not None:
+            target = Path(path).expanduser().resolve()
+            allowed = [Path(r).expanduser().resolve() for r in self.settings.allowed_paths]
+            configured = Path(self.settings.adapter).resolve() if self.settings.adapter else None
+            if target != configured and not any(target.is_relative_to(r) for r in allowed):
+                raise InputRefusedError(
+                    f"Loading an adapter from '{path}' is not allowed.",
+                    "Put adapters under a folder named in MEDVLAB_ALLOWED_PATHS.",
+                )
+            path = str(target)
+        setter(path)
+        self.adapter = path
+        return path
+
+    def vqa_answer(self, image: str | Path, question: str, closed: bool, max_new_tokens: int = 64) -> str:
+        """A short answer for evaluation: greedy, no disclaimer, yes/no requested for closed questions."""
+        from medvlab.train.evaluate import CLOSED_HINT
+        from medvlab.vlm.prompting import detect_language
+
+        hint = CLOSED_HINT[detect_language(question)] if closed else ""
+        messages = build_messages(
+            [Turn("user", question + hint, [self.load_image(image)])], self.prompt_options()
+        )
+        options = GenerationOptions(max_new_tokens=max_new_tokens)
+        return "".join(self.backend.stream(messages, options)).strip()
+
     # -- reports --------------------------------------------------------------------------------
     def report(
         self,
@@ -306,7 +382,7 @@ class Lab:
             structured=structured,
             citations=[h.citation() for h in citations],
             volumes_ml=volumes_ml,
-            adapter=self.settings.adapter,
+            adapter=self.adapter,
             image_summary=f"{s['format']} {s['modality']} {'x'.join(map(str, s['shape']))}, "
             f"spacing {', '.join(f'{v:g}' for v in s['spacing_mm'])} mm",
         )

@@ -1,4 +1,4 @@
-"""``medvlab train sft|dpo|merge``: fine-tuning recipes; flags override --config YAML, which overrides defaults."""
+"""``medvlab train sft|dpo|merge``: fine-tuning recipes (flags > --config YAML > defaults)."""
 
 from __future__ import annotations
 

@@ -52,6 +52,7 @@ def create_app(lab: Lab | None = None, ui: bool = True, preload: bool = True) ->
             "status": "degraded" if lab.load_error else "ok",
             "model": lab.model_id,
             "model_loaded": lab.backend_loaded,
+            "adapter": lab.adapter,
             "model_error": str(lab.load_error) if lab.load_error else None,
             "version": __version__,
         }

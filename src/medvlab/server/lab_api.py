@@ -12,7 +12,14 @@ from fastapi.responses import Response, StreamingResponse
 from medvlab.imaging.types import MedImage
 from medvlab.kb.store import Snippet
 from medvlab.server.openai_api import get_lab
-from medvlab.server.schemas import ExplainRequest, ImageRequest, ReportRequest, SnippetsRequest
+from medvlab.server.schemas import (
+    AdapterRequest,
+    ExplainRequest,
+    FeedbackRequest,
+    ImageRequest,
+    ReportRequest,
+    SnippetsRequest,
+)
 from medvlab.services import Lab
 from medvlab.vlm.prompting import Turn
 
@@ -124,3 +131,58 @@ def kb_search(q: str, k: int = 5, lab: Lab = Depends(get_lab)) -> dict[str, Any]
             for h in hits
         ],
     }
+
+
+@router.post("/feedback")
+def feedback(body: FeedbackRequest, lab: Lab = Depends(get_lab)) -> dict[str, Any]:
+    """Store a rating (and better answer) with a copy of the image; it survives restarts."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="medvlab-fb-") as tmp:
+        if body.image.strip().startswith("data:"):
+            data, name = lab.decode_data_uri(body.image)
+            lab.load_image_bytes(data, name)  # refuse non-images before storing anything
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            files = [path]
+        else:
+            lab.load_image_reference(body.image)  # applies the local-path policy
+            src = Path(body.image.removeprefix("file://"))
+            files = sorted(p for p in src.iterdir() if p.is_file()) if src.is_dir() else [src]
+        fid = lab.record_feedback(
+            files, body.question, body.answer, body.rating, body.better_answer, body.window, body.max_slices
+        )
+    return {"id": fid, "total": lab.feedback.count()}
+
+
+@router.get("/feedback/export", response_model=None)
+def feedback_export(format: str = "dpo", lab: Lab = Depends(get_lab)) -> Response:
+    """The stored feedback as JSONL training data (``format`` = dpo or sft)."""
+    import tempfile
+    from pathlib import Path
+
+    from medvlab.errors import look_up_option
+
+    fmt = look_up_option(format, ["dpo", "sft"], "format")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "export.jsonl"
+        lab.feedback.export(path, fmt)
+        return Response(path.read_bytes(), media_type="application/x-ndjson")
+
+
+@router.get("/adapters")
+def adapters(lab: Lab = Depends(get_lab)) -> dict[str, Any]:
+    return {"model": lab.model_id, "adapter": lab.adapter}
+
+
+@router.post("/adapters")
+def set_adapter(body: AdapterRequest, lab: Lab = Depends(get_lab)) -> dict[str, Any]:
+    """Hot-swap: apply an adapter to the served model without a restart."""
+    return {"model": lab.model_id, "adapter": lab.set_adapter(body.path)}
+
+
+@router.delete("/adapters")
+def clear_adapter(lab: Lab = Depends(get_lab)) -> dict[str, Any]:
+    """Serve the base model again."""
+    return {"model": lab.model_id, "adapter": lab.set_adapter(None)}

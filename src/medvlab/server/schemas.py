@@ -96,6 +96,24 @@ class ReportRequest(ImageRequest):
     format: Literal["pdf", "dicom"] = "pdf"
 
 
+class FeedbackRequest(BaseModel):
+    """A clinician's rating of an answer, optionally with a better answer (becomes DPO data)."""
+
+    image: str
+    """The image the answer was about: a data URI (or an allowed local path)."""
+    question: str = Field(min_length=1)
+    answer: str = Field(min_length=1)
+    rating: Literal[1, -1]
+    better_answer: str | None = None
+    window: str | None = None
+    max_slices: int | None = Field(default=None, ge=1, le=512)
+
+
+class AdapterRequest(BaseModel):
+    path: str = Field(min_length=1)
+    """Adapter folder on the server, inside MEDVLAB_ALLOWED_PATHS."""
+
+
 class Snippet(BaseModel):
     title: str = Field(min_length=1, max_length=512)
     text: str = Field(min_length=1)

@@ -59,6 +59,11 @@ TEXT: dict[str, dict[str, str]] = {
         "kb_files": "Add report files (.txt/.md/.json/.csv)",
         "kb_results": "Results",
         "no_answer": "Ask a question first.",
+        "rating": "Rate the last answer",
+        "better": "A better answer (optional; becomes training data)",
+        "send_feedback": "Send feedback",
+        "pick_rating": "Pick 👍 or 👎 first.",
+        "thanks": "Thank you — feedback #{id} stored.",
         "span": "Explain only this part of the answer (optional: paste words from it)",
         "not_in_answer": "That text is not part of the last answer; copy it from the answer.",
         "field": "field",
@@ -96,6 +101,11 @@ TEXT: dict[str, dict[str, str]] = {
         "kb_files": "添加报告文件（.txt/.md/.json/.csv）",
         "kb_results": "结果",
         "no_answer": "请先提问。",
+        "rating": "评价上一个回答",
+        "better": "更好的回答（可选，将用于训练）",
+        "send_feedback": "提交反馈",
+        "pick_rating": "请先选择 👍 或 👎。",
+        "thanks": "谢谢——反馈 #{id} 已保存。",
         "span": "只解释回答中的这一部分（可选：粘贴回答中的文字）",
         "not_in_answer": "这段文字不在上一个回答中；请从回答中复制。",
         "field": "字段",
@@ -103,6 +113,7 @@ TEXT: dict[str, dict[str, str]] = {
     },
 }
 LANGS = {"English": "en", "中文": "zh"}
+RATINGS = {"👍": 1, "👎": -1}
 
 # System fonts only: the default theme would make the browser fetch Google Fonts.
 THEME = gr.themes.Soft(
@@ -286,6 +297,35 @@ def build_ui(lab: Lab) -> gr.Blocks:
         path.write_bytes(pdf)
         return str(path)
 
+    def send_feedback(
+        files: Any,
+        rating: str | None,
+        better: str,
+        window: str,
+        max_slices: float,
+        lang_label: str,
+        session: dict[str, Any] | None,
+    ) -> str:
+        t = TEXT[LANGS.get(lang_label, "en")]
+        if not session or not session.get("qa"):
+            raise gr.Error(t["no_answer"])
+        if rating not in RATINGS:
+            raise gr.Error(t["pick_rating"])
+        question, answer = session["qa"][-1]
+        try:
+            fid = lab.record_feedback(
+                _paths(files),
+                question,
+                answer,
+                RATINGS[rating],
+                better or None,
+                None if window == "auto" else window,
+                int(max_slices),
+            )
+        except MedvlabError as exc:
+            raise gr.Error(str(exc)) from exc
+        return t["thanks"].format(id=fid)
+
     def kb_search(query: str) -> str:
         try:
             hits = lab.kb_search(query, 5)
@@ -351,6 +391,9 @@ def build_ui(lab: Lab) -> gr.Blocks:
             gr.update(value=t["export"]),
             gr.update(label=t["heatmaps"]),
             gr.update(label=t["span"]),
+            gr.update(label=t["rating"]),
+            gr.update(label=t["better"]),
+            gr.update(value=t["send_feedback"]),
             gr.update(label=t["kb"]),
             gr.update(label=t["kb_query"]),
             gr.update(value=t["kb_search"]),
@@ -400,6 +443,11 @@ def build_ui(lab: Lab) -> gr.Blocks:
                 span_text = gr.Textbox(label=t["span"], lines=1, elem_id="span")
                 gallery = gr.Gallery(label=t["heatmaps"], columns=4, height=260, elem_id="heatmaps")
                 report_file = gr.File(label=t["report"], elem_id="report")
+                with gr.Group():
+                    rating = gr.Radio(list(RATINGS), label=t["rating"], elem_id="rating")
+                    better = gr.Textbox(label=t["better"], lines=2, elem_id="better")
+                    feedback_btn = gr.Button(t["send_feedback"], elem_id="send-feedback")
+                    feedback_status = gr.Markdown(elem_id="feedback-status")
                 with gr.Accordion(t["advanced"], open=False) as advanced:
                     max_slices = gr.Slider(
                         1, 85, value=min(lab.settings.max_slices, 85), step=1, label=t["max_slices"]
@@ -454,6 +502,12 @@ def build_ui(lab: Lab) -> gr.Blocks:
         export_btn.click(
             export, [image_state, window, slice_slider, lang, session], report_file, api_visibility="private"
         )
+        feedback_btn.click(
+            send_feedback,
+            [files, rating, better, window, max_slices, lang, session],
+            feedback_status,
+            api_visibility="private",
+        )
         kb_button.click(kb_search, kb_query, kb_results, api_name="kb_search")
         kb_query.submit(kb_search, kb_query, kb_results, api_visibility="private")
         kb_files.upload(kb_add, kb_files, kb_status, api_visibility="private")
@@ -481,6 +535,9 @@ def build_ui(lab: Lab) -> gr.Blocks:
                 export_btn,
                 gallery,
                 span_text,
+                rating,
+                better,
+                feedback_btn,
                 kb_panel,
                 kb_query,
                 kb_button,

@@ -246,6 +246,7 @@ class TransformersBackend:
             raise _classify_load_error(model, exc) from exc
         if adapter:
             self.model = _apply_adapter(self.model, adapter)
+        self.adapter = adapter
         self.model.to(self.device.torch_device).eval()
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.think_ids = (self._token_id(THINK_START), self._token_id(THINK_END))
@@ -262,6 +263,32 @@ class TransformersBackend:
     def _token_id(self, token: str) -> int | None:
         tid = self.tokenizer.convert_tokens_to_ids(token)
         return None if tid is None or tid == self.tokenizer.unk_token_id else int(tid)
+
+    def set_adapter(self, path: str | None) -> None:
+        """Hot-swap: load (once) and activate the adapter at ``path``, or deactivate adapters (``None``)."""
+        from peft import PeftModel
+
+        with self._lock:  # no generation runs while the weights change
+            if path is None:
+                if isinstance(self.model, PeftModel):
+                    lora: Any = self.model.base_model
+                    lora.disable_adapter_layers()
+                self.adapter = None
+                return
+            if not Path(path).exists():
+                raise ModelNotFoundError(f"The adapter folder '{path}' does not exist.", "Check the path.")
+            name = _adapter_name(path)
+            if isinstance(self.model, PeftModel):
+                if name not in self.model.peft_config:
+                    self.model.load_adapter(path, adapter_name=name)
+                self.model.set_adapter(name)
+                lora = self.model.base_model
+                lora.enable_adapter_layers()
+            else:
+                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+            self.model.eval()
+            self.adapter = path
+            logger.info("adapter %s active", path)
 
     def grammars(self) -> Any:
         """The xgrammar compiler for this model's tokenizer (built on first structured request)."""
@@ -363,6 +390,13 @@ class TransformersBackend:
         stats.finish_reason = "length" if stats.completion_tokens >= gen_kwargs["max_new_tokens"] else "stop"
 
 
+def _adapter_name(path: str) -> str:
+    """A PEFT adapter name derived from the folder (PEFT names may not contain dots)."""
+    import hashlib
+
+    return "a" + hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:12]
+
+
 def _apply_adapter(model: Any, adapter: str) -> Any:
     try:
         from peft import PeftModel
@@ -372,7 +406,7 @@ def _apply_adapter(model: Any, adapter: str) -> Any:
         raise ModelNotFoundError(
             f"The adapter folder '{adapter}' does not exist.", "Check the --adapter path."
         )
-    return PeftModel.from_pretrained(model, adapter)
+    return PeftModel.from_pretrained(model, adapter, adapter_name=_adapter_name(adapter))
 
 
 def load_backend(

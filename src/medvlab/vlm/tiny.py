@@ -17,7 +17,7 @@ from medvlab.config import TINY_MODEL, default_cache_dir
 
 logger = logging.getLogger(__name__)
 
-TINY_VERSION = "1"
+TINY_VERSION = "2"
 """Bump when the recipe changes so cached copies are rebuilt."""
 
 IMAGE_SIZE = 64
@@ -167,6 +167,10 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     model = Gemma3ForConditionalGeneration(config).eval()
+    # transformers initialises the multimodal projection to zeros, which would make the random model blind
+    # (no image signal reaches the text, no gradient reaches the vision tower): give it small random weights.
+    with torch.no_grad():
+        model.model.multi_modal_projector.mm_input_projection_weight.normal_(0.0, 0.5)
     model.generation_config.eos_token_id = [ids["<eos>"], ids["<end_of_turn>"]]
     model.generation_config.pad_token_id = ids["<pad>"]
     model.generation_config.bos_token_id = ids["<bos>"]

@@ -1,0 +1,191 @@
+"""Clinician feedback on answers: ratings and better answers, kept with the image and the prompt.
+
+Every write is one transaction; SQLite runs in WAL mode with a busy timeout, so concurrent requests
+serialize instead of failing, and a crash mid-write leaves the last committed state intact. Images are
+copied into the store's folder under their SHA-256, so exports never depend on temporary uploads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import DateTime, Integer, String, Text, create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from medvlab.errors import RequestError
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class FeedbackRow(Base):
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime, default=lambda: dt.datetime.now(dt.timezone.utc)
+    )
+    model_id: Mapped[str] = mapped_column(String(512))
+    adapter: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    image_ref: Mapped[str] = mapped_column(String(2048))
+    image_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    question: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    rating: Mapped[int] = mapped_column(Integer)
+    better_answer: Mapped[str | None] = mapped_column(Text, nullable=True)
+    language: Mapped[str] = mapped_column(String(8))
+    window: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    max_slices: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """One rating of one answer. ``rating`` is +1 (good) or -1 (bad)."""
+
+    question: str
+    answer: str
+    rating: int
+    better_answer: str | None = None
+    language: str = "en"
+    window: str | None = None
+    max_slices: int | None = None
+    model_id: str = ""
+    adapter: str | None = None
+
+
+def sqlite_engine(url: str) -> Engine:
+    engine = create_engine(url, future=True)
+    if url.startswith("sqlite"):
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(conn, _record):  # type: ignore[no-untyped-def]
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.close()
+
+    return engine
+
+
+class FeedbackStore:
+    def __init__(self, url: str, image_dir: Path) -> None:
+        self.engine = sqlite_engine(url)
+        Base.metadata.create_all(self.engine)
+        self.image_dir = image_dir
+
+    @classmethod
+    def at(cls, folder: Path) -> FeedbackStore:
+        folder.mkdir(parents=True, exist_ok=True)
+        return cls(f"sqlite:///{folder / 'medvlab.sqlite'}", folder / "images")
+
+    def keep_image(self, files: Sequence[Path]) -> tuple[str, str]:
+        """Copy the image file(s) into the store; returns (reference path, sha256). Idempotent."""
+        if not files:
+            raise RequestError(
+                "Feedback needs the image it is about.", "Load an image before rating the answer."
+            )
+        digest = hashlib.sha256()
+        for f in sorted(files):
+            digest.update(f.name.encode())
+            digest.update(f.read_bytes())
+        sha = digest.hexdigest()
+        folder = self.image_dir / sha
+        if not folder.exists():
+            tmp = self.image_dir / f".{sha}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            for f in files:
+                shutil.copy2(f, tmp / f.name)
+            try:
+                tmp.rename(folder)  # atomic: a crash never leaves a half-copied image folder
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)  # another request stored the same image first
+        ref = folder if len(files) > 1 else folder / files[0].name
+        return str(ref), sha
+
+    def add(self, record: FeedbackRecord, files: Sequence[Path]) -> int:
+        if record.rating not in (-1, 1):
+            raise RequestError(f"rating must be +1 or -1, got {record.rating}.", "Send 1 (good) or -1 (bad).")
+        if not record.question.strip() or not record.answer.strip():
+            raise RequestError("Feedback needs the question and the answer.", "Send both.")
+        ref, sha = self.keep_image([Path(f) for f in files])
+        row = FeedbackRow(
+            model_id=record.model_id,
+            adapter=record.adapter,
+            image_ref=ref,
+            image_sha256=sha,
+            question=record.question,
+            answer=record.answer,
+            rating=record.rating,
+            better_answer=(record.better_answer or "").strip() or None,
+            language=record.language,
+            window=record.window,
+            max_slices=record.max_slices,
+        )
+        with Session(self.engine) as session, session.begin():
+            session.add(row)
+            session.flush()
+            return int(row.id)
+
+    def rows(self) -> list[FeedbackRow]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return list(session.scalars(select(FeedbackRow).order_by(FeedbackRow.id)).all())
+
+    def count(self) -> int:
+        return len(self.rows())
+
+    # -- exports --------------------------------------------------------------------------------
+    def dpo_pairs(self) -> Iterator[dict[str, object]]:
+        """Preference pairs: a better answer beats the rated one; a liked answer beats a disliked one
+        to the same question on the same image."""
+        rows = self.rows()
+        for r in rows:
+            if r.better_answer and r.better_answer != r.answer:
+                yield _pair(r, r.better_answer, r.answer)
+        groups: dict[tuple[str, str], list[FeedbackRow]] = {}
+        for r in rows:
+            groups.setdefault((r.image_sha256, r.question.strip()), []).append(r)
+        for group in groups.values():
+            good = [r for r in group if r.rating > 0]
+            bad = [r for r in group if r.rating < 0]
+            for g in good:
+                for b in bad:
+                    if g.answer != b.answer:
+                        yield _pair(g, g.answer, b.answer)
+
+    def sft_records(self) -> Iterator[dict[str, object]]:
+        """Conversations worth imitating: liked answers and better answers."""
+        for r in self.rows():
+            target = r.better_answer or (r.answer if r.rating > 0 else None)
+            if target:
+                yield {
+                    "messages": [
+                        {"role": "user", "content": "<image>" + r.question},
+                        {"role": "assistant", "content": target},
+                    ],
+                    "images": [r.image_ref],
+                }
+
+    def export(self, path: Path, fmt: str) -> int:
+        rows = list(self.dpo_pairs() if fmt == "dpo" else self.sft_records())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        return len(rows)
+
+
+def _pair(row: FeedbackRow, chosen: str, rejected: str) -> dict[str, object]:
+    return {
+        "prompt": "<image>" + row.question,
+        "chosen": chosen,
+        "rejected": rejected,
+        "images": [row.image_ref],
+    }

@@ -1,0 +1,27 @@
+"""Loss masking: only the answer is learned; image tokens, prompt and padding are masked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medvlab.config import PromptOptions
+from medvlab.train.collate import IGNORE, VisionSFTCollator
+from medvlab.train.data import ImageCache, load_sft
+
+
+def test_labels_cover_the_answer_only(train_dir: Path, lab) -> None:  # type: ignore[no-untyped-def]
+    processor = lab.backend.processor
+    records = load_sft(train_dir / "train.jsonl", ImageCache(PromptOptions()))[:2]
+    batch = VisionSFTCollator(processor)(records)
+    tok = processor.tokenizer
+    image_id = tok.convert_tokens_to_ids("<image_soft_token>")
+    assert batch["labels"].shape == batch["input_ids"].shape
+    assert bool(
+        ((batch["input_ids"] == image_id) <= (batch["labels"] == IGNORE)).all()
+    )  # image tokens masked
+    assert bool(((batch["attention_mask"] == 0) <= (batch["labels"] == IGNORE)).all())  # padding masked
+    learned = [tok.decode(row[row != IGNORE]) for row in batch["labels"]]
+    assert learned == ["No pneumothorax.<end_of_turn>", "腹部CT轴位图像。<end_of_turn>"]
+    full = VisionSFTCollator(processor, completion_only=False)(records)
+    assert int((full["labels"] != IGNORE).sum()) > int((batch["labels"] != IGNORE).sum())
+    assert bool(((full["input_ids"] == image_id) <= (full["labels"] == IGNORE)).all())  # still masked
