@@ -19,7 +19,7 @@ import pytest
 
 from medvlab.config import Settings
 from medvlab.services import Lab
-from tests.helpers import dicom_test_files
+from tests.helpers import dicom_test_files, sft_config, write_jsonl
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +82,50 @@ def live_server(lab: Lab) -> Iterator[str]:
     yield url
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def train_dir(tmp_path_factory: pytest.TempPathFactory, dicom_files: dict[str, Path]) -> Path:
+    """Small real training sets: pydicom's CT slice and a real chest X-ray, SFT and DPO records."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("train-data")
+    shutil.copy(dicom_files["CT_small.dcm"], folder / "ct.dcm")
+    shutil.copy(dicom_files["RG1_UNCI.dcm"], folder / "cxr.dcm")
+    records = [
+        {
+            "messages": [
+                {"role": "user", "content": "<image>Is there a pneumothorax?"},
+                {"role": "assistant", "content": "No pneumothorax."},
+            ],
+            "images": ["cxr.dcm"],
+        },
+        {
+            "messages": [
+                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "哪个器官？"}]},
+                {"role": "assistant", "content": "腹部CT轴位图像。"},
+            ],
+            "images": ["ct.dcm"],
+        },
+    ]
+    write_jsonl(folder / "train.jsonl", records * 4)
+    prefs = [
+        {
+            "prompt": "<image>Is there a pneumothorax?",
+            "chosen": "No pneumothorax.",
+            "rejected": "A large tension pneumothorax.",
+            "images": ["cxr.dcm"],
+        }
+    ]
+    write_jsonl(folder / "prefs.jsonl", prefs * 4)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sft_adapter(
+    train_dir: Path, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, tiny_dir: Path
+) -> Path:
+    """A LoRA adapter trained for a few steps on ``train_dir`` (shared by merge, eval and API tests)."""
+    from medvlab.train.sft import run_sft
+
+    return run_sft(sft_config(train_dir, tmp_path_factory.mktemp("sft-run")), cache_dir)

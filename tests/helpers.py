@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
 from pydicom.uid import generate_uid
+
+from medvlab.train.config import SFTTrainConfig
 
 
 def dicom_test_files() -> list[Path]:
@@ -48,3 +52,27 @@ def write_series(
         ds.PixelData = arr.astype(base.pixel_array.dtype).tobytes()
         ds.save_as(out / f"IMG{int(order[k]):04d}.dcm")
     return zs
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def sft_config(train_dir: Path, out: Path, **kw: Any) -> SFTTrainConfig:
+    """A few fast SFT steps on the tiny model."""
+    base: dict[str, Any] = dict(
+        model="tiny",
+        data=train_dir / "train.jsonl",
+        output_dir=out,
+        max_steps=6,
+        batch_size=2,
+        grad_accum=1,
+        learning_rate=5e-3,
+        logging_steps=1,
+        save_steps=3,
+        warmup_ratio=0.0,
+        lora_rank=8,
+    )
+    base.update(kw)
+    return SFTTrainConfig(**base)

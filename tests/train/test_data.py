@@ -8,8 +8,7 @@ import pytest
 
 from medvlab.config import PromptOptions
 from medvlab.train.data import DataError, ImageCache, load_dpo, load_sft
-from tests.helpers import write_series
-from tests.train.conftest import write_jsonl
+from tests.helpers import write_jsonl, write_series
 
 
 def cache() -> ImageCache:

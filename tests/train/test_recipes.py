@@ -17,7 +17,7 @@ from medvlab.train.merge import merge_adapter
 from medvlab.train.metrics import read_metrics
 from medvlab.train.modeling import load_for_training
 from medvlab.train.sft import run_sft
-from tests.train.conftest import sft_config
+from tests.helpers import sft_config
 
 
 def lora_b(adapter: Path) -> dict[str, torch.Tensor]:

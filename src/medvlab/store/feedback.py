@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import shutil
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,8 +101,7 @@ class FeedbackStore:
         sha = digest.hexdigest()
         folder = self.image_dir / sha
         if not folder.exists():
-            tmp = self.image_dir / f".{sha}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
+            tmp = self.image_dir / f".{sha}.{uuid.uuid4().hex}.tmp"  # private to this writer
             tmp.mkdir(parents=True)
             for f in files:
                 shutil.copy2(f, tmp / f.name)

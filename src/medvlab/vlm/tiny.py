@@ -92,8 +92,11 @@ def train_tokenizer(vocab_size: int = 768) -> tuple[dict[str, int], list[tuple[s
     return {str(k): int(v) for k, v in model["vocab"].items()}, merges
 
 
-def build_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
-    """Write a tiny random Gemma3ForConditionalGeneration and its Gemma3Processor to ``out_dir``."""
+def build_tiny_model(out_dir: str | Path, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Path:
+    """Write a tiny random Gemma3ForConditionalGeneration and its Gemma3Processor to ``out_dir``.
+
+    ``hidden_size`` / ``layers`` size the language model (benchmarks use a wider one).
+    """
     import torch
     from transformers import (
         Gemma3Config,
@@ -139,9 +142,9 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
     config = Gemma3Config(
         text_config={
             "vocab_size": len(tokenizer),
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
+            "hidden_size": hidden_size,
+            "intermediate_size": 2 * hidden_size,
+            "num_hidden_layers": layers,
             "num_attention_heads": 4,
             "num_key_value_heads": 1,
             "head_dim": 16,

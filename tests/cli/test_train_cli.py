@@ -1,0 +1,102 @@
+"""``medvlab train`` and ``medvlab feedback`` from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from medvlab.cli.main import app
+
+runner = CliRunner()
+
+
+def test_train_sft_with_yaml_and_flags(train_dir: Path, tmp_path: Path, tiny_dir: Path) -> None:
+    cfg = tmp_path / "sft.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "model": "tiny",
+                "lora_rank": 4,
+                "batch_size": 2,
+                "grad_accum": 1,
+                "logging_steps": 1,
+                "learning_rate": 0.005,
+            }
+        )
+    )
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "sft",
+            "--config",
+            str(cfg),
+            "--data",
+            str(train_dir / "train.jsonl"),
+            "--max-steps",
+            "2",
+            "-o",
+            str(out),
+            "--lora-rank",
+            "6",
+            "--freeze-vision",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    resolved = yaml.safe_load((out / "medvlab_train_config.yaml").read_text())
+    assert resolved["lora_rank"] == 6 and resolved["batch_size"] == 2 and resolved["freeze_vision"] is True
+    assert json.loads((out / "adapter" / "adapter_config.json").read_text())["r"] == 6
+    merged = tmp_path / "merged"
+    result = runner.invoke(app, ["train", "merge", str(out / "adapter"), "-o", str(merged)])
+    assert result.exit_code == 0 and (merged / "config.json").exists()
+
+
+def test_train_dpo_cli_and_bad_data(train_dir: Path, tmp_path: Path, tiny_dir: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "dpo",
+            "--model",
+            "tiny",
+            "--data",
+            str(train_dir / "prefs.jsonl"),
+            "--max-steps",
+            "1",
+            "--batch-size",
+            "1",
+            "--grad-accum",
+            "1",
+            "-o",
+            str(tmp_path / "dpo"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "dpo" / "adapter" / "adapter_model.safetensors").exists()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    with pytest.raises(Exception, match="bad.jsonl line 1"):
+        runner.invoke(
+            app,
+            ["train", "sft", "--model", "tiny", "--data", str(bad), "-o", str(tmp_path / "x")],
+            catch_exceptions=False,
+        )
+
+
+def test_feedback_export_cli(
+    dicom_files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medvlab.config import Settings
+    from medvlab.services import Lab
+
+    monkeypatch.setenv("MEDVLAB_DATA_DIR", str(tmp_path / "data"))
+    Lab(Settings()).record_feedback([dicom_files["CT_small.dcm"]], "Bleed?", "Yes, large.", -1, "No bleed.")
+    result = runner.invoke(app, ["feedback", "export", "--format", "dpo", "-o", str(tmp_path / "p.jsonl")])
+    assert result.exit_code == 0 and "wrote 1 dpo record(s) from 1 rating(s)" in result.stdout
+    result = runner.invoke(app, ["feedback", "export", "--format", "dop", "-o", str(tmp_path / "p.jsonl")])
+    assert result.exit_code != 0

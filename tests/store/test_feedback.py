@@ -1,0 +1,95 @@
+"""Feedback storage: persistence, concurrent writers, and the feedback -> DPO/SFT dataset round trip."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from medvlab.config import PromptOptions, Settings
+from medvlab.errors import RequestError
+from medvlab.services import Lab
+from medvlab.store.feedback import FeedbackRecord, FeedbackStore
+from medvlab.train.config import DPOTrainConfig
+from medvlab.train.data import ImageCache, load_dpo, load_sft
+from medvlab.train.dpo import run_dpo
+from medvlab.train.metrics import read_metrics
+from medvlab.vlm.prompting import DISCLAIMERS
+from tests.helpers import write_series
+
+
+def test_feedback_round_trip_to_dpo_training(
+    dicom_files: dict[str, Path], tmp_path: Path, cache_dir: Path, tiny_dir: Path
+) -> None:
+    lab = Lab(Settings(model="tiny", cache_dir=cache_dir, data_dir=tmp_path / "data"))
+    cxr = dicom_files["RG1_UNCI.dcm"]
+    answer = "A large pneumothorax.\n\n" + DISCLAIMERS["en"]
+    lab.record_feedback([cxr], "Is there a pneumothorax?", answer, -1, better_answer="No pneumothorax.")
+    lab.record_feedback([cxr], "Is there an effusion?", "Small left effusion.", 1)
+    lab.record_feedback([cxr], "Is there an effusion?", "Massive effusion.", -1)
+    write_series(dicom_files["CT_small.dcm"], tmp_path / "series", n=3)
+    series = sorted((tmp_path / "series").glob("*.dcm"))
+    lab.record_feedback(series, "有出血吗？", "有大量出血。", -1, better_answer="未见出血。")
+
+    # a new Lab (as after a server restart) sees everything
+    again = Lab(Settings(model="tiny", cache_dir=cache_dir, data_dir=tmp_path / "data"))
+    assert again.feedback.count() == 4
+    rows = again.feedback.rows()
+    assert rows[0].answer == "A large pneumothorax."  # disclaimer stripped before storing
+    assert Path(rows[0].image_ref).read_bytes() == cxr.read_bytes()  # the image is kept, not the temp upload
+    assert Path(rows[3].image_ref).is_dir() and len(list(Path(rows[3].image_ref).iterdir())) == 3
+
+    prefs = tmp_path / "prefs.jsonl"
+    assert again.feedback.export(prefs, "dpo") == 3  # two better answers + one liked-vs-disliked pair
+    records = load_dpo(prefs, ImageCache(PromptOptions(max_slices=2)))
+    chosen = sorted(r["chosen"][0]["content"][0]["text"] for r in records)
+    assert chosen == ["No pneumothorax.", "Small left effusion.", "未见出血。"]
+    sft = tmp_path / "sft.jsonl"
+    assert again.feedback.export(sft, "sft") == 3
+    assert len(load_sft(sft, ImageCache(PromptOptions(max_slices=2)))) == 3
+
+    cfg = DPOTrainConfig(
+        model="tiny",
+        data=prefs,
+        output_dir=tmp_path / "dpo",
+        max_steps=2,
+        batch_size=1,
+        grad_accum=1,
+        logging_steps=1,
+        max_slices=2,
+    )
+    assert (run_dpo(cfg, cache_dir) / "adapter_model.safetensors").exists()
+    assert [r["step"] for r in read_metrics(tmp_path / "dpo") if "loss" in r] == [1, 2]
+
+
+def test_concurrent_writers_lose_nothing(dicom_files: dict[str, Path], tmp_path: Path) -> None:
+    store = FeedbackStore.at(tmp_path)
+    errors: list[BaseException] = []
+
+    def write(i: int) -> None:
+        try:
+            for j in range(10):
+                store.add(FeedbackRecord(f"q{i}-{j}", "a", 1 if j % 2 else -1), [dicom_files["CT_small.dcm"]])
+        except BaseException as exc:  # collected, then asserted empty
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    reopened = FeedbackStore.at(tmp_path)
+    assert reopened.count() == 60
+    assert len({r.question for r in reopened.rows()}) == 60
+    assert len(list((tmp_path / "images").iterdir())) == 1  # the same image is stored once
+
+
+def test_bad_feedback_is_refused(dicom_files: dict[str, Path], tmp_path: Path) -> None:
+    store = FeedbackStore.at(tmp_path)
+    with pytest.raises(RequestError, match="rating must be"):
+        store.add(FeedbackRecord("q", "a", 5), [dicom_files["CT_small.dcm"]])
+    with pytest.raises(RequestError, match="needs the image"):
+        store.add(FeedbackRecord("q", "a", 1), [])
+    assert store.count() == 0
