@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     """Folder for artefacts medvlab builds (tiny model)."""
     data_dir: Path | None = None
     """Folder of the lab's records (feedback database and the images it refers to); None: <cache_dir>/data."""
+    store_url: str | None = None
+    """Database URL of the feedback store (e.g. postgresql+psycopg://...); None: SQLite in ``data_dir``."""
     kb_url: str | None = None
     """Database URL of the knowledge base; None means SQLite at ``<cache_dir>/kb.sqlite``."""
 

@@ -286,7 +286,9 @@ class Lab:
         if self._feedback is None:
             from medvlab.store.feedback import FeedbackStore
 
-            self._feedback = FeedbackStore.at(self.settings.data_dir or self.settings.cache_dir / "data")
+            folder = self.settings.data_dir or self.settings.cache_dir / "data"
+            url = self.settings.store_url
+            self._feedback = FeedbackStore(url, folder / "images") if url else FeedbackStore.at(folder)
         return self._feedback
 
     def record_feedback(

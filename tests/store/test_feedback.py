@@ -93,3 +93,11 @@ def test_bad_feedback_is_refused(dicom_files: dict[str, Path], tmp_path: Path) -
     with pytest.raises(RequestError, match="needs the image"):
         store.add(FeedbackRecord("q", "a", 1), [])
     assert store.count() == 0
+
+
+def test_store_url_setting_is_used(dicom_files: dict[str, Path], tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'elsewhere.sqlite'}"
+    lab = Lab(Settings(model="tiny", store_url=url, data_dir=tmp_path / "data"))
+    lab.record_feedback([dicom_files["CT_small.dcm"]], "q?", "a.", 1)
+    assert (tmp_path / "elsewhere.sqlite").exists() and not (tmp_path / "data" / "medvlab.sqlite").exists()
+    assert FeedbackStore(url, tmp_path / "data" / "images").count() == 1
