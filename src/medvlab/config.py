@@ -54,7 +54,17 @@ class Settings(BaseSettings):
     allowed_paths: list[Path] = Field(default_factory=list)
     """Folders from which the API may read images by local path; empty refuses all local paths."""
     max_upload_mb: float = Field(default=512.0, gt=0)
-    """Largest accepted upload or data URI, in MiB."""
+    """Largest accepted upload or data URI, in MiB (request bodies may be 40 % larger: base64)."""
+    api_keys: list[str] = Field(default_factory=list)
+    """Keys accepted as ``Authorization: Bearer <key>`` (or ``X-API-Key``); empty: no auth, loopback only."""
+    max_concurrency: int = Field(default=2, ge=1, le=256)
+    """Generations running at once; more requests wait in the queue."""
+    max_queue: int = Field(default=8, ge=0, le=10000)
+    """Requests allowed to wait for a slot; beyond that the server answers 429 with Retry-After."""
+    request_timeout_s: float = Field(default=600.0, gt=0)
+    """Longest a generation may run (and a request may wait for a slot) before it is stopped."""
+    allow_remote_urls: bool = False
+    """Let requests name http(s) image URLs; the server then fetches them (size- and time-limited)."""
     cache_dir: Path = Field(default_factory=default_cache_dir)
     """Folder for artefacts medvlab builds (tiny model)."""
     data_dir: Path | None = None

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medvlab.config import GenerationOptions, Language, LoadLimits, PromptOptions, Settings
-from medvlab.errors import ImageTooLargeError, InputRefusedError, ModelLoadError, RequestError
+from medvlab.errors import ImageLoadError, ImageTooLargeError, InputRefusedError, ModelLoadError, RequestError
 from medvlab.imaging import MedImage, load, load_bytes, render_slice
 from medvlab.imaging.dicom import Progress
 from medvlab.vlm.engine import Backend, StreamStats, load_backend
@@ -131,6 +131,29 @@ class Lab:
         mime = header[5:].split(";")[0].lower()
         return data, "upload" + MIME_SUFFIXES.get(mime, "")
 
+    def fetch(self, url: str) -> tuple[bytes, str]:
+        """Download an image named by URL (only with ``allow_remote_urls``): size- and time-limited."""
+        import httpx
+
+        cap = int(self.limits.max_file_mb * 2**20)
+        name = Path(url.split("?", 1)[0]).name or "download"
+        try:
+            with httpx.stream("GET", url, timeout=30.0, follow_redirects=False) as response:
+                if response.status_code != 200:
+                    raise ImageLoadError(
+                        f"Fetching '{url}' answered HTTP {response.status_code}.", "Check the URL."
+                    )
+                data = bytearray()
+                for block in response.iter_bytes():
+                    data += block
+                    if len(data) > cap:
+                        raise ImageTooLargeError(
+                            f"'{url}' is larger than {self.limits.max_file_mb} MiB.", "Use a smaller image."
+                        )
+        except httpx.HTTPError as exc:
+            raise ImageLoadError(f"Fetching '{url}' failed: {exc}", "Check the URL and the network.") from exc
+        return bytes(data), name
+
     def load_image_reference(self, ref: str) -> MedImage:
         """An image named in a request: a base64 ``data:`` URI, or a local path when allowed.
 
@@ -139,6 +162,8 @@ class Lab:
         ref = ref.strip()
         if ref.startswith("data:"):
             return self.load_image_bytes(*self.decode_data_uri(ref))
+        if ref.startswith(("http://", "https://")) and self.settings.allow_remote_urls:
+            return self.load_image_bytes(*self.fetch(ref))
         if ref.startswith(("http://", "https://", "ftp://")):
             raise InputRefusedError(
                 "Remote image URLs are not fetched: the lab makes no outbound connections.",

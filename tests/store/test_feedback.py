@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pydicom
 import pytest
 
 from medvlab.config import PromptOptions, Settings
@@ -37,7 +38,12 @@ def test_feedback_round_trip_to_dpo_training(
     assert again.feedback.count() == 4
     rows = again.feedback.rows()
     assert rows[0].answer == "A large pneumothorax."  # disclaimer stripped before storing
-    assert Path(rows[0].image_ref).read_bytes() == cxr.read_bytes()  # the image is kept, not the temp upload
+    stored, original = pydicom.dcmread(rows[0].image_ref), pydicom.dcmread(cxr)
+    assert (stored.pixel_array == original.pixel_array).all()  # the image is kept, not the temp upload...
+    assert stored.PatientIdentityRemoved == "YES"  # ...de-identified
+    assert str(original.PatientName) and str(original.PatientName) not in Path(
+        rows[0].image_ref
+    ).read_bytes().decode("latin-1")
     assert Path(rows[3].image_ref).is_dir() and len(list(Path(rows[3].image_ref).iterdir())) == 3
 
     prefs = tmp_path / "prefs.jsonl"

@@ -23,10 +23,15 @@ def serve(
 
     from medvlab.config import settings_with
     from medvlab.server.app import create_app
+    from medvlab.server.security import bind_host
     from medvlab.services import Lab
 
     settings = settings_with(model=model, device=device, dtype=dtype, adapter=adapter, host=host, port=port)
     logging.getLogger("medvlab").setLevel(logging.INFO)
+    bind, why = bind_host(settings.host, settings.api_keys)
+    if why:
+        typer.echo(why, err=True)
     app = create_app(Lab(settings), ui=not no_ui)
-    typer.echo(f"medvlab serving {settings.model} at http://{settings.host}:{settings.port}/", err=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    auth = "API keys required" if settings.api_keys else "no API key: loopback only"
+    typer.echo(f"medvlab serving {settings.model} at http://{bind}:{settings.port}/ ({auth})", err=True)
+    uvicorn.run(app, host=bind, port=settings.port, log_level="info")

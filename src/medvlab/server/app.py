@@ -13,6 +13,7 @@ from medvlab import __version__
 from medvlab.errors import MedvlabError
 from medvlab.server import lab_api, openai_api
 from medvlab.server.errors import install_error_handlers
+from medvlab.server.security import Admission, ApiKeyMiddleware, BodyLimitMiddleware, key_ok
 from medvlab.services import Lab
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ def create_app(lab: Lab | None = None, ui: bool = True, preload: bool = True) ->
         lifespan=lifespan,
     )
     app.state.lab = lab
+    s = lab.settings
+    app.state.admission = Admission(s.max_concurrency, s.max_queue, s.request_timeout_s)
     install_error_handlers(app)
     app.include_router(openai_api.router)
     app.include_router(lab_api.router)
@@ -53,6 +56,8 @@ def create_app(lab: Lab | None = None, ui: bool = True, preload: bool = True) ->
             "model": lab.model_id,
             "model_loaded": lab.backend_loaded,
             "adapter": lab.adapter,
+            "load": app.state.admission.state(),
+            "auth": bool(s.api_keys),
             "model_error": str(lab.load_error) if lab.load_error else None,
             "version": __version__,
         }
@@ -62,5 +67,18 @@ def create_app(lab: Lab | None = None, ui: bool = True, preload: bool = True) ->
 
         from medvlab.ui.app import THEME, build_ui
 
-        app = gr.mount_gradio_app(app, build_ui(lab), path="/", footer_links=["api"], theme=THEME)
+        # with API keys the UI asks for one at a login page (any user name, the key as password)
+        auth = (lambda _user, password: key_ok(password, s.api_keys)) if s.api_keys else None
+        app = gr.mount_gradio_app(
+            app,
+            build_ui(lab),
+            path="/",
+            footer_links=["api"],
+            theme=THEME,
+            auth=auth,
+            auth_message="medvlab: sign in with an API key as the password." if auth else None,
+        )
+    # outermost first: the size limit runs before anything reads a body, then the key check
+    app.add_middleware(ApiKeyMiddleware, keys=list(s.api_keys))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=int(s.max_upload_mb * 2**20 * 1.4) + 2**20)
     return app

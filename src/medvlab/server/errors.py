@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from medvlab import errors as E
+from medvlab.server.security import OverloadedError
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,12 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.problem,
         )
         return JSONResponse(error_payload(exc), status_code=status)
+
+    @app.exception_handler(OverloadedError)
+    async def _overloaded(request: Request, exc: OverloadedError) -> JSONResponse:
+        return JSONResponse(
+            error_payload(exc), status_code=429, headers={"Retry-After": str(exc.retry_after)}
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

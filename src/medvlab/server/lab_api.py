@@ -6,12 +6,12 @@ import base64
 import io
 from typing import Any
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response, StreamingResponse
 
 from medvlab.imaging.types import MedImage
 from medvlab.kb.store import Snippet
-from medvlab.server.openai_api import get_lab
+from medvlab.server.openai_api import admit, get_lab
 from medvlab.server.schemas import (
     AdapterRequest,
     ExplainRequest,
@@ -39,6 +39,7 @@ def _png_uri(picture: Any) -> str:
 
 @router.post("/analyze", response_model=None)
 def analyze(
+    request: Request,
     file: UploadFile = File(..., description="PNG/JPG, DICOM or NIfTI file."),
     question: str = Form(...),
     window: str | None = Form(None),
@@ -52,29 +53,39 @@ def analyze(
     data = file.file.read(cap + 1)  # never read more than the limit allows; load_bytes refuses cap + 1
     image = lab.load_image_bytes(data, file.filename or "upload")
     prompt = lab.prompt_options(window, max_slices, language)  # type: ignore[arg-type]
-    chunks = lab.ask(image, question, prompt, lab.generation_options(max_new_tokens=max_new_tokens))
-    return StreamingResponse(chunks, media_type="text/plain; charset=utf-8")
+    guard = admit(request, lab)
+    try:
+        options = lab.generation_options(max_new_tokens=max_new_tokens)
+        chunks = lab.chat([Turn("user", question, [image])], prompt, options, cancel=guard.cancel)
+    except BaseException:
+        guard.release()
+        raise
+    return StreamingResponse(guard.stream(chunks), media_type="text/plain; charset=utf-8")
 
 
 @router.post("/explain")
-def explain(body: ExplainRequest, lab: Lab = Depends(get_lab)) -> dict[str, Any]:
+def explain(body: ExplainRequest, request: Request, lab: Lab = Depends(get_lab)) -> dict[str, Any]:
     """Attention maps of an answer over the image(s) it was given, as PNG data URIs."""
     _, turns = _turns(lab, body)
     prompt = lab.prompt_options(body.window, body.max_slices, body.language)
-    heatmaps = lab.explain(turns, body.answer, prompt, body.span)
+    with admit(request, lab):
+        heatmaps = lab.explain(turns, body.answer, prompt, body.span)
     return {"heatmaps": [{"label": label, "png": _png_uri(pic)} for pic, label in heatmaps]}
 
 
 @router.post("/reports", response_model=None)
-def report(body: ReportRequest, lab: Lab = Depends(get_lab)) -> Response:
+def report(body: ReportRequest, request: Request, lab: Lab = Depends(get_lab)) -> Response:
     """A PDF report (or a DICOM Encapsulated PDF in the source study) for one image and question."""
     image, turns = _turns(lab, body)
     prompt = lab.prompt_options(body.window, body.max_slices, body.language)
     generation = lab.generation_options(max_new_tokens=body.max_new_tokens)
     hits = lab.kb_search(body.question, body.kb) if body.kb else []
-    answer = body.answer or "".join(lab.chat(turns, prompt, generation, grounding=hits))
-    findings = lab.structured(turns, prompt, generation) if body.structured else None
-    heatmaps = lab.explain(turns, answer, prompt) if body.heatmap else []
+    with admit(request, lab) as guard:
+        answer = body.answer or "".join(
+            lab.chat(turns, prompt, generation, cancel=guard.cancel, grounding=hits)
+        )
+        findings = lab.structured(turns, prompt, generation) if body.structured else None
+        heatmaps = lab.explain(turns, answer, prompt) if body.heatmap else []
     pdf = lab.report(
         image,
         [(body.question, answer)],

@@ -16,12 +16,18 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from medvlab.errors import MedvlabError, NotFoundError, RequestError
 from medvlab.server.errors import error_payload
 from medvlab.server.schemas import ChatCompletionRequest, ImagePart
+from medvlab.server.security import Guard
 from medvlab.services import Lab
 from medvlab.vlm.engine import StreamStats
 from medvlab.vlm.prompting import Turn
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 STARTED = int(time.time())
+
+
+def admit(request: Request, lab: Lab) -> Guard:
+    """A generation slot (429 when the queue is full), with the request timeout."""
+    return Guard(request.app.state.admission, lab.settings.request_timeout_s)
 
 
 def get_lab(request: Request) -> Lab:
@@ -64,7 +70,7 @@ def to_turns(lab: Lab, body: ChatCompletionRequest) -> tuple[list[Turn], str | N
 
 @router.post("/chat/completions", response_model=None)
 def chat_completions(
-    body: ChatCompletionRequest, lab: Lab = Depends(get_lab)
+    body: ChatCompletionRequest, request: Request, lab: Lab = Depends(get_lab)
 ) -> JSONResponse | StreamingResponse:
     if body.model not in served_names(lab):
         raise NotFoundError(
@@ -85,22 +91,29 @@ def chat_completions(
     )
     stats = StreamStats()
     fmt = body.response_format
-    if fmt is not None and fmt.type != "text":
-        schema = fmt.json_schema.schema_ if fmt.json_schema is not None else None
-        data = lab.structured(turns, prompt, generation, stats, schema=schema)
-        chunks: Iterator[str] = iter([json.dumps(data, ensure_ascii=False)])
-    else:
-        hits = lab.kb_search(turns[-1].text, body.kb) if body.kb and turns else []
-        chunks = lab.chat(turns, prompt, generation, stats, grounding=hits)
+    guard = admit(request, lab)
+    try:
+        if fmt is not None and fmt.type != "text":
+            schema = fmt.json_schema.schema_ if fmt.json_schema is not None else None
+            with guard:
+                data = lab.structured(turns, prompt, generation, stats, schema=schema)
+            chunks: Iterator[str] = iter([json.dumps(data, ensure_ascii=False)])
+        else:
+            hits = lab.kb_search(turns[-1].text, body.kb) if body.kb and turns else []
+            chunks = lab.chat(turns, prompt, generation, stats, cancel=guard.cancel, grounding=hits)
+    except BaseException:
+        guard.release()
+        raise
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:
         return StreamingResponse(
-            _sse(chunks, stats, completion_id, created, lab.model_id),
+            guard.stream(_sse(chunks, stats, completion_id, created, lab.model_id)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    text = "".join(chunks)
+    with guard:
+        text = "".join(chunks)
     return JSONResponse(
         {
             "id": completion_id,

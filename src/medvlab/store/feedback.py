@@ -1,8 +1,9 @@
 """Clinician feedback on answers: ratings and better answers, kept with the image and the prompt.
 
-Every write is one transaction; SQLite runs in WAL mode with a busy timeout, so concurrent requests
-serialize instead of failing, and a crash mid-write leaves the last committed state intact. Images are
-copied into the store's folder under their SHA-256, so exports never depend on temporary uploads.
+DICOM images are de-identified (PS3.15 basic profile) before they are stored, under the SHA-256 of the
+original files, so exports never depend on temporary uploads. Every write is one transaction; SQLite runs
+in WAL mode with a busy timeout, so concurrent requests serialize instead of failing, and a crash mid-write
+leaves the last committed state intact.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from medvlab.errors import RequestError
+from medvlab.imaging.deid import deidentify_file
 
 
 class Base(DeclarativeBase):
@@ -103,8 +105,8 @@ class FeedbackStore:
         if not folder.exists():
             tmp = self.image_dir / f".{sha}.{uuid.uuid4().hex}.tmp"  # private to this writer
             tmp.mkdir(parents=True)
-            for f in files:
-                shutil.copy2(f, tmp / f.name)
+            for f in files:  # DICOM is de-identified before it is stored (same seed: one consistent study)
+                deidentify_file(f, tmp / f.name, seed=sha)
             try:
                 tmp.rename(folder)  # atomic: a crash never leaves a half-copied image folder
             except OSError:

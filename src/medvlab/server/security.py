@@ -1,0 +1,255 @@
+"""Protections of the server: API keys, request-size limit, and bounded concurrency with a queue."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from medvlab.errors import MedvlabError
+
+PUBLIC_PATHS = ("/healthz",)
+API_PREFIXES = ("/v1", "/docs", "/openapi.json", "/redoc")
+
+
+class OverloadedError(MedvlabError):
+    """More requests than the server runs plus queues; ``retry_after`` says when to try again."""
+
+    def __init__(self, problem: str, fix: str, retry_after: int) -> None:
+        super().__init__(problem, fix)
+        self.retry_after = retry_after
+
+
+def key_ok(presented: str | None, keys: list[str]) -> bool:
+    return presented is not None and any(hmac.compare_digest(presented, k) for k in keys)
+
+
+async def _json(
+    send: Send, status: int, message: str, code: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = json.dumps({"error": {"message": message, "type": "invalid_request_error", "code": code}}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class ApiKeyMiddleware:
+    """With keys configured, every API route but /healthz needs one (the web UI has its own login)."""
+
+    def __init__(self, app: ASGIApp, keys: list[str]) -> None:
+        self.app, self.keys = app, keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.keys:
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        if path in PUBLIC_PATHS or not path.startswith(API_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        auth = headers.get("authorization", "")
+        presented = auth[7:].strip() if auth.lower().startswith("bearer ") else headers.get("x-api-key")
+        if not key_ok(presented, self.keys):
+            await _json(
+                send,
+                401,
+                "A valid API key is required. Fix: send 'Authorization: Bearer <key>' "
+                "with one of the keys in MEDVLAB_API_KEYS.",
+                "Unauthorized",
+                [(b"www-authenticate", b"Bearer")],
+            )
+            return
+        await self.app(scope, receive, send)
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies above ``max_bytes`` with 413, by Content-Length or while they stream in."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers", []))
+        length = headers.get(b"content-length")
+        fix = f"Send at most {self.max_bytes // 2**20} MiB (MEDVLAB_MAX_UPLOAD_MB raises the limit)."
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await _json(
+                send, 413, f"The request body is {int(length) // 2**20} MiB. Fix: {fix}", "ImageTooLargeError"
+            )
+            return
+        received = 0
+        too_big = False
+
+        async def limited() -> Message:
+            nonlocal received, too_big
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    too_big = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        started = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if too_big and not started:
+                started = True
+                await _json(send, 413, f"The request body is too large. Fix: {fix}", "ImageTooLargeError")
+                return
+            if not too_big:
+                started = started or message["type"] == "http.response.start"
+                await send(message)
+
+        await self.app(scope, limited, guarded_send)
+
+
+class Admission:
+    """At most ``concurrency`` generations at once and ``queue`` waiting; the rest get 429 at once.
+
+    Thread-based (generation runs in worker threads): ``slot()`` blocks while queued, up to ``timeout``.
+    """
+
+    def __init__(
+        self, concurrency: int, queue: int, timeout: float, seconds_per_request: float = 10.0
+    ) -> None:
+        self.concurrency, self.queue, self.timeout = concurrency, queue, timeout
+        self.seconds_per_request = seconds_per_request
+        self.active = 0
+        self.waiting = 0
+        self._cond = threading.Condition()
+
+    def state(self) -> dict[str, int]:
+        with self._cond:
+            return {
+                "active": self.active,
+                "queued": self.waiting,
+                "capacity": self.concurrency,
+                "queue_limit": self.queue,
+            }
+
+    def acquire(self) -> None:
+        with self._cond:
+            if self.active >= self.concurrency and self.waiting >= self.queue:
+                retry = max(1, round(self.seconds_per_request * (self.waiting + 1) / self.concurrency))
+                raise OverloadedError(
+                    f"The lab is busy: {self.active} generation(s) running and {self.waiting} waiting.",
+                    f"Retry after {retry} s (MEDVLAB_MAX_CONCURRENCY / MEDVLAB_MAX_QUEUE raise the limits).",
+                    retry,
+                )
+            self.waiting += 1
+            try:
+                deadline = time.monotonic() + self.timeout
+                while self.active >= self.concurrency:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise OverloadedError("Waited too long for a free slot.", "Retry later.", 5)
+                    self._cond.wait(left)
+                self.active += 1
+            finally:
+                self.waiting -= 1
+
+    def release(self) -> None:
+        with self._cond:
+            self.active -= 1
+            self._cond.notify()
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+
+def timed_cancel(seconds: float) -> tuple[threading.Event, Any]:
+    """An event that sets itself after ``seconds`` (the generation timeout) and the timer to cancel."""
+    event = threading.Event()
+    timer = threading.Timer(seconds, event.set)
+    timer.daemon = True
+    timer.start()
+    return event, timer
+
+
+_DONE = object()
+
+
+class Guard:
+    """One admitted generation: a slot, a timeout, a cancel event; the slot is released exactly once.
+
+    Non-streaming: ``with guard: ...``. Streaming: ``guard.stream(sync_iterator)`` feeds the response from
+    a worker thread and, whether the stream ends, fails or the client goes away, cancels the generation
+    and frees the slot.
+    """
+
+    def __init__(self, admission: Admission, timeout: float) -> None:
+        admission.acquire()
+        self._admission = admission
+        self.cancel, self._timer = timed_cancel(timeout)
+        self._released = False
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+        self._timer.cancel()
+        self.cancel.set()
+        self._admission.release()
+
+    def __enter__(self) -> Guard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    async def stream(self, it: Iterator[str]) -> Any:
+        import anyio
+        import anyio.to_thread
+
+        try:
+            while True:
+                item = await anyio.to_thread.run_sync(next, it, _DONE)
+                if item is _DONE:
+                    break
+                yield item
+        finally:
+            self.cancel.set()  # a client that went away stops its generation
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(getattr(it, "close", lambda: None))
+            self.release()
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def bind_host(host: str, api_keys: list[str]) -> tuple[str, str | None]:
+    """The interface to bind: without API keys only loopback, and a line saying why when that changed."""
+    if api_keys or host in LOOPBACK or host.startswith("127."):
+        return host, None
+    return "127.0.0.1", (
+        f"No API key is configured, so the lab listens on 127.0.0.1 only (not {host}). "
+        "Set MEDVLAB_API_KEYS='[\"<key>\"]' to serve other machines."
+    )
