@@ -107,6 +107,8 @@ class GenerationOptions:
 
     max_new_tokens: int = 512
     """Most tokens generated for one answer."""
+    min_new_tokens: int = 0
+    """Suppress end-of-sequence until this many tokens exist (vLLM's ``min_tokens``)."""
     do_sample: bool = False
     """Greedy decoding when False (reproducible); sampling with ``temperature``/``top_p`` when True."""
     temperature: float = 0.7

@@ -102,6 +102,7 @@ def test_generation_timeout_stops_long_answers(lab: Lab, cache_dir: Path) -> Non
             json={
                 "model": "tiny",
                 "max_tokens": 20000,
+                "min_tokens": 20000,
                 "messages": [{"role": "user", "content": "Describe."}],
             },
         )

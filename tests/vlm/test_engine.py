@@ -111,3 +111,9 @@ def test_gated_error_is_recognised() -> None:
         err = _classify_load_error("google/medgemma-4b-it", exc)
     assert isinstance(err, GatedModelError)
     assert "https://huggingface.co/google/medgemma-4b-it" in str(err) and "hf auth login" in str(err)
+
+
+def test_min_new_tokens_holds_back_the_end(backend: TransformersBackend) -> None:
+    stats = StreamStats()
+    list(backend.stream(messages(), GenerationOptions(max_new_tokens=30, min_new_tokens=30), stats))
+    assert stats.completion_tokens == 30 and stats.finish_reason == "length"

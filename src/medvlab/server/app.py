@@ -56,7 +56,10 @@ def create_app(lab: Lab | None = None, ui: bool = True, preload: bool = True) ->
             "model": lab.model_id,
             "model_loaded": lab.backend_loaded,
             "adapter": lab.adapter,
-            "load": app.state.admission.state(),
+            "load": {
+                **app.state.admission.state(),
+                "generating": getattr(lab._backend, "generating", 0) if lab.backend_loaded else 0,
+            },
             "auth": bool(s.api_keys),
             "model_error": str(lab.load_error) if lab.load_error else None,
             "version": __version__,

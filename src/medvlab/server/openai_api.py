@@ -84,6 +84,7 @@ def chat_completions(
     sample = (body.temperature or 0.0) > 0
     generation = lab.generation_options(
         max_new_tokens=body.max_completion_tokens or body.max_tokens,
+        min_new_tokens=body.min_tokens or None,
         do_sample=sample,
         temperature=body.temperature if sample else None,
         top_p=body.top_p if sample else None,

@@ -54,6 +54,8 @@ class ChatCompletionRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     seed: int | None = None
+    min_tokens: int = Field(default=0, ge=0, le=32768)
+    """Generate at least this many tokens (as vLLM's extension of the OpenAI API)."""
     # medvlab extensions
     window: str | None = None
     """Window preset / ``C,W`` / ``medgemma`` / ``auto`` for the images of this request."""

@@ -223,6 +223,8 @@ class TransformersBackend:
         self.device = device or resolve_device()
         self.source = resolve_model_source(model, cache_dir)
         self._lock = threading.Lock()
+        self._running = 0
+        self._running_lock = threading.Lock()
         self.model: Any = None
         started = time.perf_counter()
         kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
@@ -263,6 +265,12 @@ class TransformersBackend:
     def _token_id(self, token: str) -> int | None:
         tid = self.tokenizer.convert_tokens_to_ids(token)
         return None if tid is None or tid == self.tokenizer.unk_token_id else int(tid)
+
+    @property
+    def generating(self) -> int:
+        """Generations running (or waiting for the model) in worker threads right now."""
+        with self._running_lock:
+            return self._running
 
     def set_adapter(self, path: str | None) -> None:
         """Hot-swap: load (once) and activate the adapter at ``path``, or deactivate adapters (``None``)."""
@@ -336,6 +344,7 @@ class TransformersBackend:
         gen_kwargs: dict[str, Any] = {
             **inputs,
             "max_new_tokens": options.max_new_tokens,
+            "min_new_tokens": min(options.min_new_tokens, options.max_new_tokens) or None,
             "do_sample": options.do_sample,
             "streamer": streamer,
             "stopping_criteria": StoppingCriteriaList([_Cancelled()]),
@@ -356,6 +365,8 @@ class TransformersBackend:
         errors: list[BaseException] = []
 
         def work() -> None:
+            with self._running_lock:
+                self._running += 1
             try:
                 with self._lock, torch.inference_mode():
                     if options.seed is not None:
@@ -364,6 +375,9 @@ class TransformersBackend:
             except BaseException as exc:
                 errors.append(exc)
                 streamer.end()
+            finally:
+                with self._running_lock:
+                    self._running -= 1
 
         started = time.perf_counter()
         worker = threading.Thread(target=work, name="medvlab-generate", daemon=True)
