@@ -62,7 +62,7 @@ TEXT: dict[str, dict[str, str]] = {
         "rating": "Rate the last answer",
         "better": "A better answer (optional; becomes training data)",
         "send_feedback": "Send feedback",
-        "pick_rating": "Pick 👍 or 👎 first.",
+        "pick_rating": "Pick 👍 good or 👎 bad first.",
         "thanks": "Thank you — feedback #{id} stored.",
         "span": "Explain only this part of the answer (optional: paste words from it)",
         "not_in_answer": "That text is not part of the last answer; copy it from the answer.",
@@ -104,7 +104,7 @@ TEXT: dict[str, dict[str, str]] = {
         "rating": "评价上一个回答",
         "better": "更好的回答（可选，将用于训练）",
         "send_feedback": "提交反馈",
-        "pick_rating": "请先选择 👍 或 👎。",
+        "pick_rating": "请先选择 👍 good 或 👎 bad。",
         "thanks": "谢谢——反馈 #{id} 已保存。",
         "span": "只解释回答中的这一部分（可选：粘贴回答中的文字）",
         "not_in_answer": "这段文字不在上一个回答中；请从回答中复制。",
@@ -113,7 +113,14 @@ TEXT: dict[str, dict[str, str]] = {
     },
 }
 LANGS = {"English": "en", "中文": "zh"}
-RATINGS = {"👍": 1, "👎": -1}
+RATINGS = {"👍 good": 1, "👎 bad": -1}
+MIN_PREVIEW = 448
+"""Small images (64x64 MR) are enlarged for display, by whole pixels so nothing is smoothed away."""
+
+
+def display(rgb: np.ndarray) -> np.ndarray:
+    factor = MIN_PREVIEW // max(rgb.shape[0], rgb.shape[1])
+    return np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1) if factor > 1 else rgb
 
 # System fonts only: the default theme would make the browser fetch Google Fonts.
 THEME = gr.themes.Soft(
@@ -177,7 +184,7 @@ def build_ui(lab: Lab) -> gr.Blocks:
         try:
             image = lab.load_image(paths if len(paths) > 1 else paths[0], progress=report)
             mid = image.n_slices // 2
-            rendered = lab.preview(image, mid, window)
+            rendered = display(lab.preview(image, mid, window))
         except MedvlabError as exc:
             raise gr.Error(str(exc)) from exc
         slider = gr.update(
@@ -189,7 +196,7 @@ def build_ui(lab: Lab) -> gr.Blocks:
         if image is None:
             return None
         try:
-            return lab.preview(image, min(max(int(index) - 1, 0), image.n_slices - 1), window)
+            return display(lab.preview(image, min(max(int(index) - 1, 0), image.n_slices - 1), window))
         except MedvlabError as exc:
             raise gr.Error(str(exc)) from exc
 

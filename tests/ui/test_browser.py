@@ -1,0 +1,85 @@
+"""A real browser (Debian's Chromium driven by Playwright) against the running lab with the tiny model.
+
+Uploads a real multi-frame DICOM (pydicom's enhanced MR), moves the slice slider, asks a question, watches
+the answer stream in, exports the PDF report, and saves a screenshot to ``artifacts/browser/``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from medvlab.vlm.prompting import DISCLAIMERS
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parents[2] / "artifacts" / "browser"
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+
+RECORD_CHAT_CHANGES = """
+() => {
+  window.__chatStates = [];
+  const chat = document.querySelector('#chat');
+  new MutationObserver(() => window.__chatStates.push(chat.innerText.length))
+    .observe(chat, {subtree: true, childList: true, characterData: true});
+}
+"""
+
+
+def test_lab_in_a_real_browser(live_server: str, dicom_files: dict[str, Path]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        outside: list[str] = []
+        page.on("request", lambda r: None if r.url.startswith(live_server) else outside.append(r.url))
+        page.goto(f"{live_server}/")
+        page.wait_for_selector("#files")
+
+        # upload a real DICOM (10-frame enhanced MR): info, preview and slice slider appear
+        page.set_input_files("#files input[type=file]", str(dicom_files["emri_small.dcm"]))
+        page.wait_for_selector("#preview img", timeout=30_000)
+        page.wait_for_function("document.querySelector('#image-info').innerText.includes('MR')")
+        assert "10 × 64 × 64" in page.inner_text("#image-info")
+        first = page.get_attribute("#preview img", "src")
+
+        # move the slice slider: the picture changes
+        number = page.locator("#slice input[type=number]")
+        number.fill("2")
+        number.press("Enter")
+        page.wait_for_function(
+            "src => document.querySelector('#preview img').getAttribute('src') !== src",
+            arg=first,
+            timeout=15_000,
+        )
+
+        # ask: the answer streams into the chat and ends with the disclaimer
+        page.evaluate(RECORD_CHAT_CHANGES)
+        page.fill("#question textarea", "Describe this MR series.")
+        page.click("#send")
+        page.wait_for_function(
+            "t => document.querySelector('#chat').innerText.includes(t)",
+            arg=DISCLAIMERS["en"][2:40],
+            timeout=60_000,
+        )
+        states = page.evaluate("window.__chatStates")
+        assert len(set(states)) >= 2  # the text arrived in more than one piece
+
+        # export the PDF report and fetch it
+        page.click("#export")
+        link = page.wait_for_selector("#report a[href]", timeout=60_000)
+        pdf = page.request.get(link.get_attribute("href") or "").body()
+        assert pdf.startswith(b"%PDF")
+        (ARTIFACTS / "report.pdf").write_bytes(pdf)
+
+        page.screenshot(path=str(ARTIFACTS / "lab.png"), full_page=True)
+        browser.close()
+    assert outside == []  # the page fetched nothing from outside the lab
+    assert (ARTIFACTS / "lab.png").stat().st_size > 10_000
