@@ -107,3 +107,14 @@ def test_png_pixel_limit(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((100, 100), np.uint8)).save(tmp_path / "a.png")
     with pytest.raises(ImageTooLargeError, match="100x100"):
         load(tmp_path / "a.png", limits=LoadLimits(max_pixels_per_slice=5000))
+
+
+def test_degenerate_affine_still_loads(tmp_path: Path) -> None:
+    # found by the fuzzer: a NIfTI whose affine has a zero axis
+    affine = np.eye(4)
+    affine[1, 1] = 0.0
+    img = nib.Nifti1Image(np.arange(24, dtype=np.int16).reshape(2, 3, 4), None)
+    img.header.set_sform(affine, code=1)  # only the sform: a qform cannot even be written for it
+    nib.save(img, tmp_path / "flat.nii")
+    image = load(tmp_path / "flat.nii")
+    assert image.pixels.shape == (4, 3, 2) and image.orientation == "SPL"

@@ -210,11 +210,16 @@ def read_nifti(path: Path, limits: LoadLimits) -> MedImage:
 
     # Reorient voxel axes (i, j, k) to point Left, Posterior, Superior; then put k first: (slice, row, col).
     affine_ras = img.affine if img.affine is not None else np.eye(4)
-    current = nib.orientations.io_orientation(affine_ras)
-    target = nib.orientations.axcodes2ornt(("L", "P", "S"))
-    transform = nib.orientations.ornt_transform(current, target)
-    data = nib.orientations.apply_orientation(data, transform)
-    affine_ras = affine_ras @ nib.orientations.inv_ornt_aff(transform, data.shape)
+    try:
+        current = nib.orientations.io_orientation(affine_ras)
+        target = nib.orientations.axcodes2ornt(("L", "P", "S"))
+        transform = nib.orientations.ornt_transform(current, target)
+        data = nib.orientations.apply_orientation(data, transform)
+        affine_ras = affine_ras @ nib.orientations.inv_ornt_aff(transform, data.shape)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        # A degenerate qform/sform: the voxels are still worth looking at, the geometry is not known.
+        logger.warning("%s has an unusable affine (%s); showing it in voxel order", path.name, exc)
+        affine_ras = np.diag([-1.0, -1.0, 1.0, 1.0])
     pixels = data.transpose(2, 1, 0)
     affine_lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine_ras[:, [2, 1, 0, 3]]
     spacing = tuple(float(np.linalg.norm(affine_lps[:3, i])) for i in range(3))

@@ -122,6 +122,7 @@ def display(rgb: np.ndarray) -> np.ndarray:
     factor = MIN_PREVIEW // max(rgb.shape[0], rgb.shape[1])
     return np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1) if factor > 1 else rgb
 
+
 # System fonts only: the default theme would make the browser fetch Google Fonts.
 THEME = gr.themes.Soft(
     font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
