@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     """Requests allowed to wait for a slot; beyond that the server answers 429 with Retry-After."""
     request_timeout_s: float = Field(default=600.0, gt=0)
     """Longest a generation may run (and a request may wait for a slot) before it is stopped."""
+    max_batch_size: int = Field(default=8, ge=1, le=256)
+    """Concurrent greedy requests batched into one generate() call (1 turns batching off)."""
     allow_remote_urls: bool = False
     """Let requests name http(s) image URLs; the server then fetches them (size- and time-limited)."""
     cache_dir: Path = Field(default_factory=default_cache_dir)

@@ -79,7 +79,9 @@ class Lab:
                 if self._backend is None:
                     s = self.settings
                     try:
-                        self._backend = load_backend(s.model, s.device, s.dtype, s.adapter, s.cache_dir)
+                        self._backend = load_backend(
+                            s.model, s.device, s.dtype, s.adapter, s.cache_dir, s.max_batch_size
+                        )
                     except ModelLoadError as exc:
                         self.load_error = exc
                         raise

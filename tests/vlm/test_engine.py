@@ -70,7 +70,7 @@ def test_cancel_stops_generation(backend: TransformersBackend) -> None:
     cancel.set()
     stats = StreamStats()
     list(backend.stream(messages(), GenerationOptions(max_new_tokens=50), stats, cancel))
-    assert stats.completion_tokens == 1
+    assert stats.completion_tokens <= 1  # batched: dropped before it starts; alone: stopped after one step
 
 
 def test_thinking_span_is_removed(backend: TransformersBackend) -> None:

@@ -13,7 +13,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from medvlab.config import TINY_MODEL, GenerationOptions
 from medvlab.devices import DeviceInfo, resolve_device
 from medvlab.errors import ConfigError, GatedModelError, ModelLoadError, ModelNotFoundError
+from medvlab.vlm.batching import Batcher
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class StreamStats:
     completion_tokens: int = 0
     finish_reason: str = "stop"
     seconds: float = 0.0
+    batch_size: int = 1
 
 
 class Backend(Protocol):
@@ -214,6 +216,7 @@ class TransformersBackend:
         adapter: str | None = None,
         cache_dir: Path | None = None,
         trust_remote_code: bool = False,
+        max_batch_size: int = 8,
     ) -> None:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -253,6 +256,7 @@ class TransformersBackend:
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.think_ids = (self._token_id(THINK_START), self._token_id(THINK_END))
         self._grammars: Any = None
+        self.batcher: Batcher | None = Batcher(self, max_batch_size) if max_batch_size > 1 else None
         logger.info(
             "loaded %s on %s (%s, %s attention) in %.1fs",
             model,
@@ -309,6 +313,22 @@ class TransformersBackend:
             self._grammars = GrammarCache(self.tokenizer, vocab, stop_ids)
         return self._grammars
 
+    def prepare_batch(self, conversations: list[list[dict[str, Any]]]) -> Any:
+        """Several conversations -> one left-padded batch on the device."""
+        inputs = self.processor.apply_chat_template(
+            conversations,
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            return_tensors="pt",
+            padding=True,
+            padding_side="left",
+        )
+        inputs = inputs.to(self.device.torch_device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        return inputs
+
     def prepare(self, messages: list[dict[str, Any]]) -> Any:
         """Chat messages -> model inputs on the device (pixel values in the model's dtype)."""
         inputs = self.processor.apply_chat_template(
@@ -326,66 +346,17 @@ class TransformersBackend:
         stats: StreamStats | None = None,
         cancel: threading.Event | None = None,
     ) -> Iterator[str]:
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
-
         stats = stats if stats is not None else StreamStats()
         stop: threading.Event = cancel or threading.Event()
-        inputs = self.prepare(messages)
-        stats.prompt_tokens = int(inputs["input_ids"].shape[-1])
-
-        class _Cancelled(StoppingCriteria):
-            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                return torch.full(
-                    (input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device
-                )
-
-        streamer = _IdQueue()
-        gen_kwargs: dict[str, Any] = {
-            **inputs,
-            "max_new_tokens": options.max_new_tokens,
-            "min_new_tokens": min(options.min_new_tokens, options.max_new_tokens) or None,
-            "do_sample": options.do_sample,
-            "streamer": streamer,
-            "stopping_criteria": StoppingCriteriaList([_Cancelled()]),
-        }
-        if options.json_schema is not None:
-            from medvlab.vlm.structured import token_budget
-
-            gen_kwargs["logits_processor"] = [self.grammars().logits_processor(options.json_schema)]
-            # The grammar sees special tokens (<unused94>, <start_of_image>, ...) as plain text it may put
-            # inside a JSON string; they are dropped when decoding, which would cut the JSON. Forbid them.
-            stops = set(self.grammars().stop_ids)
-            gen_kwargs["suppress_tokens"] = [i for i in self.tokenizer.all_special_ids if i not in stops]
-            gen_kwargs["max_new_tokens"] = max(options.max_new_tokens, token_budget(options.json_schema))
-        if options.do_sample:
-            gen_kwargs.update(temperature=options.temperature, top_p=options.top_p)
-        else:  # greedy: clear sampling knobs a model's generation_config may carry
-            gen_kwargs.update(temperature=None, top_p=None, top_k=None)
-        errors: list[BaseException] = []
-
-        def work() -> None:
-            with self._running_lock:
-                self._running += 1
-            try:
-                with self._lock, torch.inference_mode():
-                    if options.seed is not None:
-                        torch.manual_seed(options.seed)
-                    self.model.generate(**gen_kwargs)
-            except BaseException as exc:
-                errors.append(exc)
-                streamer.end()
-            finally:
-                with self._running_lock:
-                    self._running -= 1
-
+        if self.batcher is not None and self.batcher.accepts(options):
+            source = self.batcher.submit(messages, options, stats, stop)
+        else:
+            source = self._generate_alone(messages, options, stats, stop)
         started = time.perf_counter()
-        worker = threading.Thread(target=work, name="medvlab-generate", daemon=True)
-        worker.start()
         thinking = ThinkingFilter(*self.think_ids)
         decoder = IncrementalDecoder(self.tokenizer)
         try:
-            for ids in streamer:
+            for ids in source:
                 stats.completion_tokens += len(ids)
                 delta = decoder.push(thinking.feed(ids))
                 if delta:
@@ -395,13 +366,104 @@ class TransformersBackend:
                 yield tail
         finally:
             stop.set()  # a consumer that stops early (client gone) stops generation
-            worker.join()
+            source.close()
             stats.seconds = time.perf_counter() - started
+
+    def generation_kwargs(self, options: GenerationOptions) -> dict[str, Any]:
+        """``generate()`` arguments for ``options`` (shared by single and batched generation)."""
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": options.max_new_tokens,
+            "min_new_tokens": min(options.min_new_tokens, options.max_new_tokens) or None,
+            "do_sample": options.do_sample,
+        }
+        if options.json_schema is not None:
+            from medvlab.vlm.structured import token_budget
+
+            kwargs["logits_processor"] = [self.grammars().logits_processor(options.json_schema)]
+            # The grammar sees special tokens (<unused94>, <start_of_image>, ...) as plain text it may put
+            # inside a JSON string; they are dropped when decoding, which would cut the JSON. Forbid them.
+            stops = set(self.grammars().stop_ids)
+            kwargs["suppress_tokens"] = [i for i in self.tokenizer.all_special_ids if i not in stops]
+            kwargs["max_new_tokens"] = max(options.max_new_tokens, token_budget(options.json_schema))
+        if options.do_sample:
+            kwargs.update(temperature=options.temperature, top_p=options.top_p)
+        else:  # greedy: clear sampling knobs a model's generation_config may carry
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+    def run_generate(self, **kwargs: Any) -> None:
+        """``model.generate`` under the model lock, counted in ``generating``."""
+        import torch
+
+        with self._running_lock:
+            self._running += 1
+        try:
+            with self._lock, torch.inference_mode():
+                self.model.generate(**kwargs)
+        finally:
+            with self._running_lock:
+                self._running -= 1
+
+    def _generate_alone(
+        self,
+        messages: list[dict[str, Any]],
+        options: GenerationOptions,
+        stats: StreamStats,
+        stop: threading.Event,
+    ) -> Generator[list[int], None, None]:
+        """One request, one ``generate()`` in a worker thread; yields new token ids."""
+        import torch
+        from transformers import StoppingCriteriaList
+
+        inputs = self.prepare(messages)
+        stats.prompt_tokens = int(inputs["input_ids"].shape[-1])
+        streamer = _IdQueue()
+        kwargs = {
+            **inputs,
+            **self.generation_kwargs(options),
+            "streamer": streamer,
+            "stopping_criteria": StoppingCriteriaList([_StopWhen(stop.is_set)]),
+        }
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                if options.seed is not None:
+                    torch.manual_seed(options.seed)
+                self.run_generate(**kwargs)
+            except BaseException as exc:
+                errors.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=work, name="medvlab-generate", daemon=True)
+        worker.start()
+        produced = 0
+        try:
+            for ids in streamer:
+                produced += len(ids)
+                yield ids
+        finally:
+            stop.set()
+            worker.join()
         if errors:
             raise ModelLoadError(
                 f"Generation failed: {type(errors[0]).__name__}: {errors[0]}", "See the server log."
             )
-        stats.finish_reason = "length" if stats.completion_tokens >= gen_kwargs["max_new_tokens"] else "stop"
+        stats.finish_reason = "length" if produced >= kwargs["max_new_tokens"] else "stop"
+
+
+class _StopWhen:
+    """A stopping criterion from a zero-argument predicate (cancel, or every batched request done)."""
+
+    def __init__(self, predicate: Any) -> None:
+        self.predicate = predicate
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        return torch.full(
+            (input_ids.shape[0],), bool(self.predicate()), dtype=torch.bool, device=input_ids.device
+        )
 
 
 def _adapter_name(path: str) -> str:
@@ -429,6 +491,13 @@ def load_backend(
     dtype: str | None = None,
     adapter: str | None = None,
     cache_dir: Path | None = None,
+    max_batch_size: int = 8,
 ) -> TransformersBackend:
     """Resolve the device and load ``model`` (hub id, folder or ``tiny``)."""
-    return TransformersBackend(model, resolve_device(device, dtype), adapter=adapter, cache_dir=cache_dir)
+    return TransformersBackend(
+        model,
+        resolve_device(device, dtype),
+        adapter=adapter,
+        cache_dir=cache_dir,
+        max_batch_size=max_batch_size,
+    )
