@@ -16,10 +16,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from medvlab.config import Settings
 from medvlab.services import Lab
 from tests.helpers import dicom_test_files, sft_config, write_jsonl
+
+# CI replays a fixed set of examples (reproducible runs); locally each run explores new ones.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

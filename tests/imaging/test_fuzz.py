@@ -16,7 +16,11 @@ from medvlab.errors import MedvlabError
 from medvlab.imaging import load_bytes
 
 LIMITS = LoadLimits(max_pixels_per_slice=4096 * 4096, max_slices=512, max_voxels=64 * 2**20, max_file_mb=16)
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=int(__import__("os").environ.get("MEDVLAB_FUZZ_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def outcome(data: bytes, name: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -52,7 +53,11 @@ body = st.fixed_dictionaries(
 def test_chat_completions_never_500(lab: Lab) -> None:
     with TestClient(create_app(lab, ui=False, preload=False), raise_server_exceptions=False) as tc:
 
-        @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @settings(
+            max_examples=int(os.environ.get("MEDVLAB_FUZZ_EXAMPLES", "80")),
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        )
         @given(st.one_of(body, json_values))
         def check(payload: Any) -> None:
             if (

@@ -12,12 +12,11 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from medvlab.config import LoadLimits
-from medvlab.errors import ImageLoadError, ImageTooLargeError
+from medvlab.errors import ImageLoadError, ImageTooLargeError, MedvlabError
 from medvlab.imaging.types import MedImage, VoiLut, VoiWindow
 
 logger = logging.getLogger(__name__)
@@ -51,7 +50,9 @@ def read_dataset(path: Path, stop_before_pixels: bool = False) -> Dataset:
     """Parse a DICOM file, also accepting files without the 128-byte preamble/meta header."""
     try:
         return pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except Exception as exc:  # a damaged file can make pydicom's parser raise almost anything
+        if isinstance(exc, MemoryError):
+            raise
         raise ImageLoadError(
             f"'{path.name}' could not be parsed as DICOM ({type(exc).__name__}: {exc}).",
             "Check that the file is a complete DICOM Part 10 file (e.g. with dcmdump).",
@@ -310,8 +311,26 @@ def _pixels_and_photometric(ds: Dataset, name: str, arr: np.ndarray, frames: int
     return arr, photometric
 
 
+def damaged(what: str, exc: Exception) -> ImageLoadError:
+    return ImageLoadError(
+        f"{what} is damaged: reading its header failed ({type(exc).__name__}: {exc}).",
+        "Check the file with dcmdump, or re-export it from the source system.",
+    )
+
+
 def read_dicom_file(path: Path, limits: LoadLimits | None = None, ds: Dataset | None = None) -> MedImage:
     """One DICOM file: a single image, or all frames of a multi-frame object as slices."""
+    try:
+        return _read_dicom_file(path, limits, ds)
+    except MedvlabError:
+        raise
+    except Exception as exc:  # pydicom parses lazily: a damaged element fails wherever it is first read
+        if isinstance(exc, MemoryError):
+            raise
+        raise damaged(f"'{path.name}'", exc) from exc
+
+
+def _read_dicom_file(path: Path, limits: LoadLimits | None, ds: Dataset | None) -> MedImage:
     limits = limits or LoadLimits()
     ds = ds if ds is not None else read_dataset(path)
     name = path.name
@@ -359,16 +378,30 @@ def read_dicom_file(path: Path, limits: LoadLimits | None = None, ds: Dataset | 
 
     meta = _metadata(ds)
     meta["frames"] = frames
+    return _image(ds, arr, photometric, spacing, affine, "dicom", meta)
+
+
+def _image(
+    ds: Dataset,
+    pixels: np.ndarray,
+    photometric: str,
+    spacing: tuple[float, float, float],
+    affine: np.ndarray,
+    source_format: str,
+    meta: dict[str, Any],
+) -> MedImage:
+    """The MedImage of a file or series whose header is ``ds`` (modality and display window from it)."""
+    gray = photometric != "RGB"
     return MedImage(
-        pixels=arr,
+        pixels=pixels,
         spacing=spacing,
         affine=affine,
         modality=str(ds.get("Modality", "OT") or "OT"),
         photometric=photometric,
-        source_format="dicom",
+        source_format=source_format,
         metadata=meta,
-        window=header_window(ds) if photometric != "RGB" else None,
-        voi_lut=header_voi_lut(ds) if photometric != "RGB" else None,
+        window=header_window(ds) if gray else None,
+        voi_lut=header_voi_lut(ds) if gray else None,
     )
 
 
@@ -417,6 +450,24 @@ def read_dicom_series(
     progress: Progress | None = None,
     what: str = "the folder",
 ) -> MedImage:
+    """A DICOM series from many files (see :func:`_read_series`); a damaged header is a clear error."""
+    try:
+        return _read_series(paths, series_uid, limits, progress, what)
+    except MedvlabError:
+        raise
+    except Exception as exc:  # lazily parsed elements of a damaged file fail when first read
+        if isinstance(exc, MemoryError):
+            raise
+        raise damaged(f"A file in {what}", exc) from exc
+
+
+def _read_series(
+    paths: Sequence[Path],
+    series_uid: str | None,
+    limits: LoadLimits | None,
+    progress: Progress | None,
+    what: str,
+) -> MedImage:
     """A DICOM series from many files: grouped by SeriesInstanceUID, sorted by position, stacked.
 
     Files that are not DICOM are skipped; if several series are present, ``series_uid`` picks one,
@@ -439,7 +490,7 @@ def read_dicom_series(
             )
         try:
             ds = pydicom.dcmread(p, force=is_dicom_file(p) or p.suffix.lower() in (".dcm", ".dicom", ".ima"))
-        except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, AttributeError):
+        except Exception:  # not DICOM, or too damaged to parse: not part of the series
             logger.debug("skipping non-DICOM file %s", p)
             continue
         if not has_pixels(ds) or "Rows" not in ds:
@@ -528,14 +579,4 @@ def read_dicom_series(
         spacing = (_slice_thickness(first), row_spacing, col_spacing)
         affine = np.diag([*spacing, 1.0])
 
-    return MedImage(
-        pixels=pixels,
-        spacing=spacing,
-        affine=affine,
-        modality=str(first.get("Modality", "OT") or "OT"),
-        photometric=photometric,
-        source_format="dicom-series",
-        metadata=meta,
-        window=header_window(first) if photometric != "RGB" else None,
-        voi_lut=header_voi_lut(first) if photometric != "RGB" else None,
-    )
+    return _image(first, pixels, photometric, spacing, affine, "dicom-series", meta)

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from medvlab.kb.store import Snippet, SnippetStore, make_engine
+from medvlab.kb.store import Snippet, SnippetStore
+from medvlab.store.db import make_engine
 from medvlab.vlm.prompting import detect_language
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import DateTime, Integer, String, Text, create_engine, event, func, select
+from sqlalchemy import DateTime, Integer, String, Text, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -37,27 +37,12 @@ class Snippet:
     id: int | None = None
 
 
-def make_engine(url: str) -> Engine:
-    """A SQLAlchemy engine; SQLite gets WAL and a busy timeout so readers and a writer can share it."""
-    engine = create_engine(url, future=True)
-    if url.startswith("sqlite"):
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(conn, _record):  # type: ignore[no-untyped-def]
-            cur = conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=5000")
-            cur.close()
-
-    Base.metadata.create_all(engine)
-    return engine
-
-
 class SnippetStore:
     """Adds and reads snippets in one transaction per call."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        Base.metadata.create_all(engine)
 
     def add(self, snippets: Sequence[Snippet]) -> list[int]:
         rows = [

@@ -17,12 +17,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import DateTime, Integer, String, Text, create_engine, event, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import DateTime, Integer, String, Text, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from medvlab.errors import RequestError
 from medvlab.imaging.deid import deidentify_file
+from medvlab.store.db import make_engine
 
 
 class Base(DeclarativeBase):
@@ -64,24 +64,9 @@ class FeedbackRecord:
     adapter: str | None = None
 
 
-def sqlite_engine(url: str) -> Engine:
-    engine = create_engine(url, future=True)
-    if url.startswith("sqlite"):
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(conn, _record):  # type: ignore[no-untyped-def]
-            cur = conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=10000")
-            cur.close()
-
-    return engine
-
-
 class FeedbackStore:
     def __init__(self, url: str, image_dir: Path) -> None:
-        self.engine = sqlite_engine(url)
+        self.engine = make_engine(url)
         Base.metadata.create_all(self.engine)
         self.image_dir = image_dir
 
