@@ -64,3 +64,27 @@ def test_explain_service_draws_on_the_picture(lab: Lab, tmp_path: Path) -> None:
     ((pic, label),) = heatmaps
     assert label == "attention" and pic.size == (512, 256)  # aspect ratio kept
     assert np.asarray(pic).std() > 0  # the heatmap changed the flat picture
+
+
+@pytest.mark.parametrize(("row", "col"), [(0, 0), (0, 3), (2, 1), (3, 3)])
+def test_soft_token_order_is_row_major_on_the_tiny_model(lab: Lab, row: int, col: int) -> None:
+    """The geometry attention maps rely on: soft token k covers grid cell (k // g, k % g) of the picture."""
+    import torch
+
+    backend = lab.backend
+    size = 64  # the tiny processor's input size; a 4x4 grid of 16-pixel cells
+    dark = np.zeros((size, size, 3), np.uint8)
+    lit = dark.copy()
+    lit[row * 16 : (row + 1) * 16, col * 16 : (col + 1) * 16] = 255
+
+    def features(rgb: np.ndarray) -> torch.Tensor:
+        pixels = backend.processor.image_processor(images=[Image.fromarray(rgb)], return_tensors="pt")[
+            "pixel_values"
+        ]
+        with torch.no_grad():
+            out = backend.model.model.get_image_features(pixel_values=pixels)
+        feats = out.pooler_output if hasattr(out, "pooler_output") else out
+        return feats.reshape(-1, feats.shape[-1])
+
+    change = (features(lit) - features(dark)).norm(dim=-1)  # one value per soft token
+    assert int(change.argmax()) == row * 4 + col
