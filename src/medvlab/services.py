@@ -91,6 +91,16 @@ class Lab:
     def backend_loaded(self) -> bool:
         return self._backend is not None
 
+    def backend_load(self) -> dict[str, int]:
+        """Generations running now, batches run and the largest batch so far (0 before the model loads)."""
+        backend = self._backend
+        batcher = getattr(backend, "batcher", None)
+        return {
+            "generating": int(getattr(backend, "generating", 0)),
+            "batches": int(getattr(batcher, "batches", 0)),
+            "largest_batch": int(getattr(batcher, "largest", 0)),
+        }
+
     # -- images ---------------------------------------------------------------------------------
     def load_image(
         self, source: str | Path | Sequence[str | Path], progress: Progress | None = None

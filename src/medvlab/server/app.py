@@ -58,9 +58,7 @@ def create_app(lab: Lab | None = None, ui: bool = True, preload: bool = True) ->
             "adapter": lab.adapter,
             "load": {
                 **app.state.admission.state(),
-                "generating": getattr(lab._backend, "generating", 0) if lab.backend_loaded else 0,
-                "batches": getattr(getattr(lab._backend, "batcher", None), "batches", 0),
-                "largest_batch": getattr(getattr(lab._backend, "batcher", None), "largest", 0),
+                **lab.backend_load(),
             },
             "auth": bool(s.api_keys),
             "model_error": str(lab.load_error) if lab.load_error else None,
