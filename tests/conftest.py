@@ -79,10 +79,11 @@ def live_server(lab: Lab) -> Iterator[str]:
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+            if httpx.get(f"{url}/healthz", timeout=2).json()["status"] == "ok":  # model loaded
                 break
         except httpx.HTTPError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     else:
         raise RuntimeError("the lab server did not start")
     yield url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import Path
 
 import httpx
@@ -133,7 +134,11 @@ def test_validation_errors_are_openai_shaped(lab: Lab) -> None:
 def test_server_without_weights_still_serves_and_explains(tmp_path: Path) -> None:
     lab = Lab(Settings(model=str(tmp_path / "no-such-model")))
     with TestClient(create_app(lab, ui=False)) as tc:
-        health = tc.get("/healthz").json()
+        for _ in range(100):  # the model loads in the background; the server answers meanwhile
+            health = tc.get("/healthz").json()
+            if health["status"] != "loading":
+                break
+            time.sleep(0.05)
         assert health["status"] == "degraded" and "does not exist" in health["model_error"]
         r = tc.post(
             "/v1/chat/completions",

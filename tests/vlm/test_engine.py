@@ -117,3 +117,14 @@ def test_min_new_tokens_holds_back_the_end(backend: TransformersBackend) -> None
     stats = StreamStats()
     list(backend.stream(messages(), GenerationOptions(max_new_tokens=30, min_new_tokens=30), stats))
     assert stats.completion_tokens == 30 and stats.finish_reason == "length"
+
+
+def test_unreachable_hub_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # loopback, nothing listens: no outside traffic
+    started = time.monotonic()
+    with pytest.raises(ModelNotFoundError, match="cannot be reached.*--model tiny"):
+        resolve_model_source("google/medgemma-4b-it")
+    assert time.monotonic() - started < 10

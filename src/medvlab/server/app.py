@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,6 +20,13 @@ from medvlab.services import Lab
 logger = logging.getLogger(__name__)
 
 
+def _preload(lab: Lab) -> None:
+    try:
+        _ = lab.backend
+    except MedvlabError as exc:  # keep serving: the UI and /healthz explain, requests get the fix
+        logger.error("the model could not be loaded; the lab runs without it: %s", exc)
+
+
 def create_app(lab: Lab | None = None, ui: bool = True, preload: bool = True) -> FastAPI:
     """Build the app around ``lab``. ``preload`` loads the model at start-up instead of on first use."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -27,13 +35,8 @@ def create_app(lab: Lab | None = None, ui: bool = True, preload: bool = True) ->
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if preload:
-            import anyio.to_thread
-
-            try:
-                await anyio.to_thread.run_sync(lambda: lab.backend)
-            except MedvlabError as exc:  # keep serving: the UI and /healthz explain, requests get the fix
-                logger.error("the model could not be loaded; the lab runs without it: %s", exc)
+        if preload:  # load in the background: the lab answers /healthz (status "loading") at once
+            threading.Thread(target=_preload, args=(lab,), name="medvlab-preload", daemon=True).start()
         yield
 
     app = FastAPI(
@@ -52,7 +55,7 @@ def create_app(lab: Lab | None = None, ui: bool = True, preload: bool = True) ->
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, object]:
         return {
-            "status": "degraded" if lab.load_error else "ok",
+            "status": "degraded" if lab.load_error else "ok" if lab.backend_loaded else "loading",
             "model": lab.model_id,
             "model_loaded": lab.backend_loaded,
             "adapter": lab.adapter,

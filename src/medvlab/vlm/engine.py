@@ -151,7 +151,34 @@ def resolve_model_source(model: str, cache_dir: Path | None = None) -> str:
         return str(path)
     if model.startswith((".", "/", "~")) or os.sep in model.strip("/").replace("/", "", 1):
         raise ModelNotFoundError(f"The model folder '{model}' does not exist.", "Check the path.")
+    _check_hub_reachable(model)
     return model
+
+
+def _check_hub_reachable(model: str) -> None:
+    """Fail in seconds, not minutes of download retries, when a hub model is neither cached nor reachable."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        snapshot_download(model, local_files_only=True)
+        return  # cached: transformers will load it from the cache
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return  # transformers raises its own offline error, which _classify_load_error explains
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError as exc:
+        raise ModelNotFoundError(
+            f"The weights of '{model}' are not on this machine and {host} cannot be reached ({exc}).",
+            f"Download it where there is internet (`hf download {model}`), copy the folder here and pass "
+            "--model /path/to/folder; or run with --model tiny to try the offline test model.",
+        ) from exc
 
 
 def _classify_load_error(model: str, exc: BaseException) -> ModelLoadError:
