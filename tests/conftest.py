@@ -10,17 +10,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from hypothesis import settings as hypothesis_settings
 
 from medvlab.config import Settings
 from medvlab.services import Lab
-from tests.helpers import dicom_test_files, sft_config, write_jsonl
+from tests.helpers import dicom_test_files, sft_config, wait_until_up, write_jsonl
 
 # CI replays a fixed set of examples (reproducible runs); locally each run explores new ones.
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -76,16 +74,7 @@ def live_server(lab: Lab) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).json()["status"] == "ok":  # model loaded
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    else:
-        raise RuntimeError("the lab server did not start")
+    wait_until_up(url, ready="model")
     yield url
     server.should_exit = True
     thread.join(timeout=10)

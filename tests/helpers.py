@@ -76,3 +76,21 @@ def sft_config(train_dir: Path, out: Path, **kw: Any) -> SFTTrainConfig:
     )
     base.update(kw)
     return SFTTrainConfig(**base)
+
+
+def wait_until_up(url: str, ready: str = "any", timeout: float = 120.0) -> None:
+    """Poll ``url``/healthz until it answers (``ready="model"``: until the model is loaded)."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            health = httpx.get(f"{url}/healthz", timeout=2)
+            if health.status_code == 200 and (ready == "any" or health.json()["status"] == "ok"):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the lab server at {url} did not come up")

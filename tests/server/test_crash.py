@@ -17,6 +17,7 @@ import httpx
 
 from medvlab.config import Settings
 from medvlab.services import Lab
+from tests.helpers import wait_until_up
 
 
 def test_kill_9_mid_write_loses_nothing_acknowledged(
@@ -49,12 +50,7 @@ def test_kill_9_mid_write_loses_nothing_acknowledged(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_until_up(url)
         image = (
             "data:application/dicom;base64,"
             + base64.b64encode(dicom_files["CT_small.dcm"].read_bytes()).decode()

@@ -19,6 +19,7 @@ from medvlab.config import Settings
 from medvlab.server.app import create_app
 from medvlab.services import Lab
 from medvlab.vlm.prompting import DISCLAIMERS
+from tests.helpers import wait_until_up
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +36,7 @@ def small_server(lab: Lab, cache_dir: Path) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.05)
+    wait_until_up(url)
     yield url
     server.should_exit = True
     thread.join(10)

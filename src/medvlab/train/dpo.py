@@ -13,7 +13,7 @@ from medvlab.config import PromptOptions
 from medvlab.train.config import DPOTrainConfig, write_resolved
 from medvlab.train.data import ImageCache, load_dpo
 from medvlab.train.metrics import MetricsWriter, write_csv_and_plot
-from medvlab.train.modeling import load_for_training, lora_config
+from medvlab.train.modeling import load_for_training, lora_config, trainer_arguments
 from medvlab.train.sft import last_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -38,29 +38,9 @@ def run_dpo(cfg: DPOTrainConfig, cache_dir: Path | None = None) -> Path:
 
     # 3. trainer
     args = DPOConfig(
-        output_dir=str(out),
+        **trainer_arguments(cfg, device, has_eval=evals is not None),
         beta=cfg.beta,
         loss_type=[cfg.loss_type],
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a fraction of the steps
-        max_grad_norm=cfg.max_grad_norm,
-        logging_steps=cfg.logging_steps,
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        eval_strategy="steps" if evals is not None else "no",
-        eval_steps=cfg.eval_steps,
-        seed=cfg.seed,
-        bf16=device.dtype == "bfloat16",
-        fp16=device.dtype == "float16",
-        use_cpu=device.kind == "cpu",
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        report_to=[],
     )
     trainer = DPOTrainer(
         model=model,

@@ -103,3 +103,31 @@ def lora_config(cfg: TrainConfig) -> Any:
         modules_to_save=cfg.modules_to_save or None,
         task_type="CAUSAL_LM",
     )
+
+
+def trainer_arguments(cfg: TrainConfig, device: DeviceInfo, has_eval: bool) -> dict[str, Any]:
+    """The transformers TrainingArguments both recipes share, from ``cfg`` and the device."""
+    return {
+        "output_dir": str(cfg.output_dir),
+        "num_train_epochs": cfg.epochs,
+        "max_steps": cfg.max_steps,
+        "per_device_train_batch_size": cfg.batch_size,
+        "per_device_eval_batch_size": cfg.batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "learning_rate": cfg.learning_rate,
+        "lr_scheduler_type": cfg.lr_scheduler,
+        "warmup_steps": cfg.warmup_ratio,  # transformers 5: a float < 1 is a fraction of the steps
+        "weight_decay": cfg.weight_decay,
+        "max_grad_norm": cfg.max_grad_norm,
+        "logging_steps": cfg.logging_steps,
+        "save_steps": cfg.save_steps,
+        "save_total_limit": cfg.save_total_limit,
+        "eval_strategy": "steps" if has_eval else "no",
+        "eval_steps": cfg.eval_steps,
+        "seed": cfg.seed,
+        "bf16": device.dtype == "bfloat16",
+        "fp16": device.dtype == "float16",
+        "use_cpu": device.kind == "cpu",
+        "gradient_checkpointing": cfg.gradient_checkpointing,
+        "report_to": [],
+    }

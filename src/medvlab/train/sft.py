@@ -14,7 +14,7 @@ from medvlab.train.collate import VisionSFTCollator
 from medvlab.train.config import SFTTrainConfig, write_resolved
 from medvlab.train.data import ImageCache, load_sft
 from medvlab.train.metrics import MetricsWriter, write_csv_and_plot
-from medvlab.train.modeling import load_for_training, lora_config
+from medvlab.train.modeling import load_for_training, lora_config, trainer_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -81,33 +81,11 @@ def run_sft(cfg: SFTTrainConfig, cache_dir: Path | None = None) -> Path:
 
     # 3. trainer: TRL's SFTTrainer with our collator (the dataset is already prepared)
     args = SFTConfig(
-        output_dir=str(out),
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a fraction of the steps
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
-        logging_steps=cfg.logging_steps,
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        eval_strategy="steps" if eval_ds is not None else "no",
-        eval_steps=cfg.eval_steps,
-        seed=cfg.seed,
-        bf16=device.dtype == "bfloat16",
-        fp16=device.dtype == "float16",
-        use_cpu=device.kind == "cpu",
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        **trainer_arguments(cfg, device, has_eval=eval_ds is not None),
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         length_column_name="length",
         remove_unused_columns=False,
         dataset_kwargs={"skip_prepare_dataset": True},
-        report_to=[],
-        disable_tqdm=False,
     )
     trainer = SFTTrainer(
         model=model,

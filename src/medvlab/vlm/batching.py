@@ -9,6 +9,7 @@ single sequence only.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
@@ -83,7 +84,7 @@ class Batcher:
         self.backend = backend
         self.max_batch_size = max_batch_size
         self.window_s = window_s
-        self._jobs: queue.Queue[_Job] = queue.Queue()
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self.batches = 0
@@ -122,11 +123,22 @@ class Batcher:
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._loop, name="medvlab-batcher", daemon=True)
                 self._worker.start()
+                # stop the worker before the interpreter tears down torch's threads under it
+                atexit.register(self.close)
+
+    def close(self) -> None:
+        """Let the worker finish its batch and exit (at interpreter exit, or when the backend is dropped)."""
+        worker = self._worker
+        if worker is not None and worker.is_alive():
+            self._jobs.put(None)
+            worker.join(timeout=30)
 
     def _loop(self) -> None:
         held: list[_Job] = []
         while True:
             first = held.pop(0) if held else self._jobs.get()
+            if first is None:
+                return
             batch = [first]
             key = first.options.min_new_tokens
             deadline = time.monotonic() + self.window_s
@@ -134,6 +146,9 @@ class Batcher:
                 try:
                     job = self._jobs.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
+                    break
+                if job is None:  # closing: finish what was gathered, then stop
+                    self._jobs.put(None)
                     break
                 (batch if job.options.min_new_tokens == key else held).append(job)
             live = [j for j in batch if not j.cancel.is_set()]

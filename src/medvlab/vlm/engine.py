@@ -348,8 +348,7 @@ class TransformersBackend:
             tokenize=True,
             return_dict=True,
             return_tensors="pt",
-            padding=True,
-            padding_side="left",
+            processor_kwargs={"padding": True, "padding_side": "left"},
         )
         inputs = inputs.to(self.device.torch_device)
         if "pixel_values" in inputs:
