@@ -5,7 +5,6 @@ The resolved configuration is written next to every output as ``medvlab_train_co
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -178,7 +177,3 @@ def write_resolved(config: TrainConfig, folder: Path) -> Path:
     path = folder / RESOLVED_NAME
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
-
-
-def replace(config: C, **changes: Any) -> C:
-    return dataclasses.replace(config, **changes)
