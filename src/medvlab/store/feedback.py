@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import DateTime, Integer, String, Text, select
+from sqlalchemy import DateTime, Integer, String, Text, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from medvlab.errors import RequestError
@@ -128,7 +128,8 @@ class FeedbackStore:
             return list(session.scalars(select(FeedbackRow).order_by(FeedbackRow.id)).all())
 
     def count(self) -> int:
-        return len(self.rows())
+        with Session(self.engine) as session:
+            return int(session.scalar(select(func.count()).select_from(FeedbackRow)) or 0)
 
     # -- exports --------------------------------------------------------------------------------
     def dpo_pairs(self) -> Iterator[dict[str, object]]:
