@@ -427,20 +427,14 @@ def list_files(folder: Path) -> list[Path]:
     return out
 
 
-def _sort_key_fn(datasets: Sequence[Dataset]) -> tuple[Callable[[Dataset], float], np.ndarray | None]:
-    """Sort along the slice normal when every slice has a position and they share one orientation."""
+def _slice_positions(datasets: Sequence[Dataset]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(positions, slice normal) when every slice has a position and an orientation, else None."""
     orients = [_orientation(d) for d in datasets]
     positions = [_position(d) for d in datasets]
-    if all(o is not None for o in orients) and all(p is not None for p in positions):
-        row_dir, col_dir = orients[0]  # type: ignore[misc]
-        normal = np.cross(row_dir, col_dir)
-
-        def by_position(d: Dataset) -> float:
-            return float(np.dot(_position(d), normal))  # type: ignore[arg-type]
-
-        return by_position, normal
-    logger.warning("slices lack ImagePositionPatient/ImageOrientationPatient; sorting by InstanceNumber")
-    return (lambda d: float(d.get("InstanceNumber", 0) or 0)), None
+    if any(o is None for o in orients) or any(p is None for p in positions):
+        return None
+    row_dir, col_dir = orients[0]  # type: ignore[misc]
+    return np.array(positions), np.cross(row_dir, col_dir)
 
 
 def read_dicom_series(
@@ -522,8 +516,14 @@ def _read_series(
         image.metadata["other_series"] = others
         return image
 
-    key, normal = _sort_key_fn(datasets)
-    datasets.sort(key=key)
+    geometry = _slice_positions(datasets)
+    if geometry is not None:  # sort along the slice normal; headers are parsed once
+        order = np.argsort(geometry[0] @ geometry[1], kind="stable")
+        datasets = [datasets[i] for i in order]
+        positions = geometry[0][order]
+    else:
+        logger.warning("slices lack ImagePositionPatient/ImageOrientationPatient; sorting by InstanceNumber")
+        datasets.sort(key=lambda d: float(d.get("InstanceNumber", 0) or 0))
     first = datasets[0]
     rows, cols = int(first.Rows), int(first.Columns)
     check_size(what, rows, cols, len(datasets), limits)
@@ -560,8 +560,7 @@ def _read_series(
     meta["files"] = len(datasets)
     meta["SOPInstanceUIDs"] = [str(d.SOPInstanceUID) for d in datasets if "SOPInstanceUID" in d]
     meta["other_series"] = others
-    if normal is not None:
-        positions = np.array([_position(d) for d in datasets])
+    if geometry is not None:
         steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
         slice_spacing = float(np.median(steps)) if len(steps) else _slice_thickness(first)
         if slice_spacing <= 0:
