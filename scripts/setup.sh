@@ -10,6 +10,13 @@ PYTHON="${PYTHON:-python3}"
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 EXTRAS="${EXTRAS:-dev}"
 
+# Colin27 (Debian mricron-data) is the real test brain of the segmentation tests and demo; best effort,
+# as root only (tests that need it say how to install it and skip without it).
+if [ ! -f /usr/share/mricron/templates/ch2.nii.gz ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get install -y -qq mricron-data >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq mricron-data >/dev/null)) \
+    || echo "apt-get install mricron-data failed; Colin27 tests will be skipped"
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   echo "creating $VENV with $($PYTHON --version)"
   "$PYTHON" -m venv "$VENV"

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     """Hugging Face hub id or local folder of an image-text-to-text model; ``tiny`` for the test model."""
     adapter: str | None = None
     """Optional PEFT adapter folder applied on top of ``model``."""
+    seg_model: str = "brain-mask"
+    """Segmentation checkpoint (``medvlab seg train`` best.pt) or built-in name used by the lab."""
     device: str | None = None
     """``cuda``, ``cuda:1``, ``npu``, ``mlu``, ``mps``, ``xpu`` or ``cpu``; ``None`` picks the best found."""
     dtype: str | None = None

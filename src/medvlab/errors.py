@@ -60,6 +60,10 @@ class RequestError(MedvlabError):
     """A request is malformed (wrong fields, empty question, unknown model)."""
 
 
+class ExportError(MedvlabError):
+    """An exported model does not reproduce the original within tolerance."""
+
+
 class NotFoundError(MedvlabError):
     """A named resource (model, preset, route object) does not exist."""
 

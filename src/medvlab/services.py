@@ -6,7 +6,7 @@ import base64
 import binascii
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,8 @@ from medvlab.vlm.prompting import (
     Turn,
     build_messages,
     image_parts,
+    measurements_footer,
+    measurements_text,
     resolve_language,
     strip_disclaimer,
     with_disclaimer,
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from medvlab.kb.retrieve import Hit, KnowledgeBase
+    from medvlab.seg.infer import Predictor, Segmentation
     from medvlab.store.feedback import FeedbackStore
 
 logger = logging.getLogger(__name__)
@@ -64,6 +67,9 @@ class Lab:
         self._feedback: FeedbackStore | None = None
         self.adapter: str | None = self.settings.adapter
         """The adapter currently applied (hot-swappable), or None for the base model."""
+        self._predictors: dict[str, Predictor] = {}
+        self._seg_lock = threading.Lock()
+        self._seg_run_lock = threading.Lock()
 
     @property
     def model_id(self) -> str:
@@ -225,24 +231,33 @@ class Lab:
         stats: StreamStats | None = None,
         cancel: threading.Event | None = None,
         grounding: Sequence[Hit] = (),
+        measurements: Mapping[str, float] | None = None,
     ) -> Iterator[str]:
         """Stream the answer to the last user turn, ending with the disclaimer in the user's language.
 
         ``grounding`` (knowledge-base hits) is shown to the model before the question, and listed as
-        references after the answer. Validation, image rendering and model loading happen before this
-        returns, so a face can report those errors before it starts streaming.
+        references after the answer; ``measurements`` (structure -> mL from :meth:`segment`) likewise,
+        so the answer can cite measured volumes. Validation, image rendering and model loading happen
+        before this returns, so a face can report those errors before it starts streaming.
         """
         self._check(turns)
         prompt = prompt or self.prompt_options()
         generation = generation or self.generation_options()
         language = resolve_language(turns, prompt)
-        messages = build_messages(self._grounded(turns, grounding, language), prompt)
+        turns = self._grounded(turns, grounding, language)
+        if measurements:
+            last = turns[-1]
+            prefix = measurements_text(measurements, language, self.settings.seg_model)
+            turns = [*turns[:-1], Turn("user", prefix + last.text, last.images)]
+        messages = build_messages(turns, prompt)
         backend = self.backend
         chunks = backend.stream(messages, generation, stats, cancel)
         if grounding:
             from medvlab.kb.retrieve import references_text
 
             chunks = _then(chunks, references_text(grounding, language))
+        if measurements:
+            chunks = _then(chunks, measurements_footer(measurements, language, self.settings.seg_model))
         return with_disclaimer(chunks, language)
 
     def structured(
@@ -386,6 +401,34 @@ class Lab:
         )
         options = GenerationOptions(max_new_tokens=max_new_tokens)
         return "".join(self.backend.stream(messages, options)).strip()
+
+    # -- segmentation ---------------------------------------------------------------------------
+    def predictor(self, model: str | None = None) -> Predictor:
+        """The segmentation model (built-in name or checkpoint), loaded once and kept."""
+        ref = model or self.settings.seg_model
+        with self._seg_lock:
+            if ref not in self._predictors:
+                from medvlab.devices import resolve_device
+                from medvlab.seg.infer import Predictor
+
+                device = resolve_device(self.settings.device, dtype="float32").torch_device
+                self._predictors[ref] = Predictor.load(ref, device)
+            return self._predictors[ref]
+
+    def segment(self, image: MedImage, model: str | None = None) -> Segmentation:
+        """Segment a grayscale volume: labels on its grid and each structure's volume in mL."""
+        predictor = self.predictor(model)
+        with self._seg_run_lock:  # one volume at a time: a 3-D network can use every core / the GPU
+            return predictor.predict(image)
+
+    @staticmethod
+    def overlay(
+        image: MedImage, segmentation: Segmentation, index: int = 0, window: str | None = None
+    ) -> np.ndarray:
+        """One slice with the segmentation drawn over it, ``(rows, cols, 3)`` uint8."""
+        from medvlab.seg.overlay import draw_overlay
+
+        return draw_overlay(render_slice(image, index, window), segmentation.labels[index])
 
     # -- reports --------------------------------------------------------------------------------
     def report(

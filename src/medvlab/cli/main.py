@@ -9,7 +9,7 @@ import sys
 import typer
 
 from medvlab import __version__
-from medvlab.cli import ask, doctor, evaluate, feedback, images, kb, report, serve, train
+from medvlab.cli import ask, doctor, evaluate, feedback, images, kb, report, seg, serve, train
 from medvlab.errors import MedvlabError
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app.command("report")(report.report)
 app.add_typer(kb.kb_app, name="kb")
 app.add_typer(train.train_app, name="train")
 app.add_typer(feedback.feedback_app, name="feedback")
+app.add_typer(seg.seg_app, name="seg")
 app.command("eval")(evaluate.evaluate)
 
 

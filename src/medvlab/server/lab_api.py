@@ -18,6 +18,7 @@ from medvlab.server.schemas import (
     FeedbackRequest,
     ImageRequest,
     ReportRequest,
+    SegmentRequest,
     SnippetsRequest,
 )
 from medvlab.services import Lab
@@ -81,8 +82,9 @@ def report(body: ReportRequest, request: Request, lab: Lab = Depends(get_lab)) -
     generation = lab.generation_options(max_new_tokens=body.max_new_tokens)
     hits = lab.kb_search(body.question, body.kb) if body.kb else []
     with admit(request, lab) as guard:
+        volumes = lab.segment(image).volumes_ml if body.segment else None
         answer = body.answer or "".join(
-            lab.chat(turns, prompt, generation, cancel=guard.cancel, grounding=hits)
+            lab.chat(turns, prompt, generation, cancel=guard.cancel, grounding=hits, measurements=volumes)
         )
         findings = lab.structured(turns, prompt, generation) if body.structured else None
         heatmaps = lab.explain(turns, answer, prompt) if body.heatmap else []
@@ -93,6 +95,7 @@ def report(body: ReportRequest, request: Request, lab: Lab = Depends(get_lab)) -
         structured=findings,
         heatmaps=heatmaps,
         citations=hits,
+        volumes_ml=volumes,
         language=body.language,
     )
     if body.format == "dicom":
@@ -112,6 +115,37 @@ def report(body: ReportRequest, request: Request, lab: Lab = Depends(get_lab)) -
         media_type="application/pdf",
         headers={"Content-Disposition": 'attachment; filename="medvlab-report.pdf"'},
     )
+
+
+@router.post("/segment", response_model=None)
+def segment(body: SegmentRequest, request: Request, lab: Lab = Depends(get_lab)) -> Any:
+    """Segment a 3-D volume: structures and volumes (mL) as JSON, or the mask as NIfTI."""
+    from medvlab.errors import InputRefusedError
+    from medvlab.seg.model import BUILTIN
+
+    allowed = {*BUILTIN, lab.settings.seg_model}
+    if body.model is not None and body.model not in allowed:
+        raise InputRefusedError(
+            f"Segmentation model '{body.model}' is not served here.",
+            f"Use one of: {', '.join(sorted(allowed))} (the server's MEDVLAB_SEG_MODEL sets another).",
+        )
+    image = lab.load_image_reference(body.image)
+    with admit(request, lab):
+        result = lab.segment(image, body.model)
+    if body.format == "nifti":
+        import tempfile
+        from pathlib import Path
+
+        from medvlab.seg.outputs import write_nifti
+
+        with tempfile.TemporaryDirectory(prefix="medvlab-seg-") as tmp:
+            data = write_nifti(result.labels, image, Path(tmp) / "mask.nii.gz").read_bytes()
+        return Response(
+            data,
+            media_type="application/gzip",
+            headers={"Content-Disposition": 'attachment; filename="medvlab-mask.nii.gz"'},
+        )
+    return {"model": body.model or lab.settings.seg_model, **result.summary()}
 
 
 @router.post("/kb/snippets")

@@ -89,6 +89,14 @@ class ExplainRequest(ImageRequest):
     """Character range of ``answer`` to explain; default: all of it."""
 
 
+class SegmentRequest(BaseModel):
+    """Segment a volume (data URI, allowed local path or URL) with a checkpoint or built-in model."""
+
+    image: str
+    model: str | None = None
+    format: Literal["json", "nifti"] = "json"
+
+
 class ReportRequest(ImageRequest):
     answer: str | None = None
     """An answer already given; generated when omitted."""
@@ -96,6 +104,8 @@ class ReportRequest(ImageRequest):
     heatmap: bool = False
     kb: int = Field(default=0, ge=0, le=20)
     format: Literal["pdf", "dicom"] = "pdf"
+    segment: bool = False
+    """Segment the volume first: the answer cites the measured volumes and the PDF lists them."""
 
 
 class FeedbackRequest(BaseModel):

@@ -23,6 +23,7 @@ from medvlab.config import TINY_MODEL
 from medvlab.errors import MedvlabError
 from medvlab.imaging.types import MedImage
 from medvlab.imaging.windows import WINDOW_CHOICES
+from medvlab.seg.infer import Segmentation
 from medvlab.services import Lab
 from medvlab.vlm.prompting import DISCLAIMERS, Turn, strip_disclaimer
 
@@ -68,6 +69,12 @@ TEXT: dict[str, dict[str, str]] = {
         "not_in_answer": "That text is not part of the last answer; copy it from the answer.",
         "field": "field",
         "value": "value",
+        "segment": "Segment (3-D)",
+        "volumes": "Measured volumes",
+        "use_volumes": "Cite measured volumes in answers",
+        "structure": "structure",
+        "volume_ml": "volume (mL)",
+        "need_volume": "Segmentation needs a 3-D grayscale volume (DICOM series or NIfTI).",
     },
     "zh": {
         "title": "## medvlab — 医学影像视觉实验室",
@@ -110,6 +117,12 @@ TEXT: dict[str, dict[str, str]] = {
         "not_in_answer": "这段文字不在上一个回答中；请从回答中复制。",
         "field": "字段",
         "value": "内容",
+        "segment": "三维分割",
+        "volumes": "测量体积",
+        "use_volumes": "回答中引用测量体积",
+        "structure": "结构",
+        "volume_ml": "体积（mL）",
+        "need_volume": "分割需要三维灰度容积（DICOM 序列或 NIfTI）。",
     },
 }
 LANGS = {"English": "en", "中文": "zh"}
@@ -193,13 +206,39 @@ def build_ui(lab: Lab) -> gr.Blocks:
         )
         return image, _describe(image), rendered, slider
 
-    def on_view(image: MedImage | None, index: float, window: str) -> np.ndarray | None:
+    def on_view(
+        image: MedImage | None, index: float, window: str, seg: Segmentation | None = None
+    ) -> np.ndarray | None:
         if image is None:
             return None
+        i = min(max(int(index) - 1, 0), image.n_slices - 1)
         try:
-            return display(lab.preview(image, min(max(int(index) - 1, 0), image.n_slices - 1), window))
+            if seg is not None and seg.labels.shape == image.pixels.shape[:3]:
+                return display(lab.overlay(image, seg, i, window))
+            return display(lab.preview(image, i, window))
         except MedvlabError as exc:
             raise gr.Error(str(exc)) from exc
+
+    def on_segment(
+        image: MedImage | None,
+        index: float,
+        window: str,
+        lang_label: str,
+        progress: gr.Progress = gr.Progress(),
+    ) -> tuple[Any, ...]:
+        t = TEXT[LANGS.get(lang_label, "en")]
+        if image is None or image.is_rgb or image.n_slices < 2:
+            raise gr.Error(t["need_volume"])
+        progress(0.1, desc=t["segment"])
+        try:
+            seg = lab.segment(image)
+        except MedvlabError as exc:
+            raise gr.Error(str(exc)) from exc
+        rows = [[name, f"{ml:.1f}"] for name, ml in seg.volumes_ml.items()]
+        # jump to the slice where the structures are largest, so the overlay is seen at once
+        areas = (seg.labels > 0).sum(axis=(1, 2))
+        best = int(areas.argmax()) + 1 if areas.any() else int(index)
+        return seg, on_view(image, best, window, seg), rows, gr.update(value=best)
 
     def _turns(history: list[dict[str, Any]], question: str, image: MedImage) -> list[Turn]:
         turns: list[Turn] = []
@@ -223,6 +262,8 @@ def build_ui(lab: Lab) -> gr.Blocks:
         structured_on: bool,
         kb_on: bool,
         session: dict[str, Any] | None,
+        seg: Segmentation | None = None,
+        volumes_on: bool = False,
     ) -> Iterator[tuple[Any, ...]]:
         language = LANGS.get(lang_label, "en")
         if image is None:
@@ -244,7 +285,8 @@ def build_ui(lab: Lab) -> gr.Blocks:
                 yield history, "", _rows(data), session
                 return
             hits = lab.kb_search(question, 3) if kb_on else []
-            chunks = lab.chat(turns, prompt, generation, grounding=hits)
+            volumes = seg.volumes_ml if (volumes_on and seg is not None) else None
+            chunks = lab.chat(turns, prompt, generation, grounding=hits, measurements=volumes)
             answer = ""
             for piece in chunks:
                 answer += piece
@@ -282,7 +324,12 @@ def build_ui(lab: Lab) -> gr.Blocks:
         return heatmaps, {**session, "heatmaps": heatmaps}
 
     def export(
-        image: MedImage | None, window: str, index: float, lang_label: str, session: dict[str, Any] | None
+        image: MedImage | None,
+        window: str,
+        index: float,
+        lang_label: str,
+        session: dict[str, Any] | None,
+        seg: Segmentation | None = None,
     ) -> str:
         language = LANGS.get(lang_label, "en")
         if image is None or not session or not session.get("qa"):
@@ -296,6 +343,7 @@ def build_ui(lab: Lab) -> gr.Blocks:
                 structured=session.get("structured"),
                 heatmaps=session.get("heatmaps") or [],
                 citations=session.get("hits") or [],
+                volumes_ml=seg.volumes_ml if seg is not None else None,
                 language=language,  # type: ignore[arg-type]
             )
         except MedvlabError as exc:
@@ -406,6 +454,9 @@ def build_ui(lab: Lab) -> gr.Blocks:
             gr.update(label=t["kb_query"]),
             gr.update(value=t["kb_search"]),
             gr.update(label=t["kb_files"]),
+            gr.update(value=t["segment"]),
+            gr.update(label=t["volumes"], headers=[t["structure"], t["volume_ml"]]),
+            gr.update(label=t["use_volumes"]),
             f"<small>{DISCLAIMERS[language]}</small>",
         )
 
@@ -427,6 +478,14 @@ def build_ui(lab: Lab) -> gr.Blocks:
                     1, 2, value=1, step=1, label=t["slice"], visible=False, elem_id="slice"
                 )
                 window = gr.Dropdown(list(WINDOW_CHOICES), value="auto", label=t["window"], elem_id="window")
+                segment_btn = gr.Button(t["segment"], elem_id="segment")
+                volumes_table = gr.Dataframe(
+                    headers=[t["structure"], t["volume_ml"]],
+                    label=t["volumes"],
+                    interactive=False,
+                    elem_id="volumes",
+                )
+                volumes_on = gr.Checkbox(False, label=t["use_volumes"], elem_id="use-volumes")
             with gr.Column(scale=1):
                 chatbot = gr.Chatbot(label=t["chat"], height=460, elem_id="chat")
                 question = gr.Textbox(
@@ -479,10 +538,19 @@ def build_ui(lab: Lab) -> gr.Blocks:
         footer = gr.Markdown(f"<small>{DISCLAIMERS['en']}</small>")
         image_state = gr.State(None)
         session = gr.State(None)
+        seg_state = gr.State(None)
 
         files.change(on_load, [files, window], [image_state, info, preview, slice_slider], api_name="load")
-        slice_slider.change(on_view, [image_state, slice_slider, window], preview, api_visibility="private")
-        window.change(on_view, [image_state, slice_slider, window], preview, api_visibility="private")
+        files.change(lambda: (None, []), None, [seg_state, volumes_table], api_visibility="private")
+        view_inputs = [image_state, slice_slider, window, seg_state]
+        slice_slider.change(on_view, view_inputs, preview, api_visibility="private")
+        window.change(on_view, view_inputs, preview, api_visibility="private")
+        segment_btn.click(
+            on_segment,
+            [image_state, slice_slider, window, lang],
+            [seg_state, preview, volumes_table, slice_slider],
+            api_visibility="private",
+        )
         inputs = [
             question,
             chatbot,
@@ -494,6 +562,8 @@ def build_ui(lab: Lab) -> gr.Blocks:
             structured_on,
             kb_on,
             session,
+            seg_state,
+            volumes_on,
         ]
         outputs = [chatbot, question, table, session]
         send.click(respond, inputs, outputs, api_visibility="private")
@@ -508,7 +578,10 @@ def build_ui(lab: Lab) -> gr.Blocks:
             api_visibility="private",
         )
         export_btn.click(
-            export, [image_state, window, slice_slider, lang, session], report_file, api_visibility="private"
+            export,
+            [image_state, window, slice_slider, lang, session, seg_state],
+            report_file,
+            api_visibility="private",
         )
         feedback_btn.click(
             send_feedback,
@@ -550,6 +623,9 @@ def build_ui(lab: Lab) -> gr.Blocks:
                 kb_query,
                 kb_button,
                 kb_files,
+                segment_btn,
+                volumes_table,
+                volumes_on,
                 footer,
             ],
             api_visibility="private",

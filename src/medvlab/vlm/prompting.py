@@ -8,7 +8,7 @@ Order follows MedGemma's CT/MRI notebooks: the system prompt, then for each user
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -121,3 +121,31 @@ def with_disclaimer(chunks: Iterable[str], language: Language) -> Iterator[str]:
     """Pass the streamed answer through, then end it with the disclaimer on its own paragraph."""
     yield from chunks
     yield "\n\n" + disclaimer(language)
+
+
+def measurements_text(volumes_ml: Mapping[str, float], language: str, source: str = "segmentation") -> str:
+    """The measured-volumes block put before the question, so the answer can cite real numbers."""
+    if not volumes_ml:
+        return ""
+    values = ", ".join(f"{name} {ml:.1f} mL" for name, ml in volumes_ml.items())
+    if language == "zh":
+        return (
+            f"以下体积由自动分割模型（{source}）测量，未经人工核实：{values}。"
+            "回答时请在相关处引用这些测量值。\n\n"
+        )
+    return (
+        f"Volumes measured by the automatic segmentation model ({source}), not verified by a person: "
+        f"{values}. Cite these measurements where they are relevant.\n\n"
+    )
+
+
+def measurements_footer(volumes_ml: Mapping[str, float], language: str, source: str = "segmentation") -> str:
+    """The measured volumes listed after a grounded answer (always shown, whatever the model wrote)."""
+    if not volumes_ml:
+        return ""
+    head = (
+        f"测量值（{source}，自动分割）"
+        if language == "zh"
+        else f"Measurements ({source}, automatic segmentation)"
+    )
+    return f"\n\n{head}:\n" + "\n".join(f"- {name}: {ml:.1f} mL" for name, ml in volumes_ml.items())

@@ -1,0 +1,286 @@
+"""``medvlab seg``: train, predict, evaluate and export 3-D segmentation models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from medvlab.cli import options
+
+seg_app = typer.Typer(
+    help="3-D segmentation (MONAI networks): train, predict, eval, export.", no_args_is_help=True
+)
+
+MODEL = typer.Option(
+    "brain-mask", "--model", "-m", help="Checkpoint (best.pt or its folder) or a built-in: brain-mask."
+)
+
+
+def _floats(text: str | None, what: str) -> tuple[float, float, float] | None:
+    from medvlab.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ConfigError(
+            f"{what} '{text}' is not a number or three numbers.", "Use e.g. 2 or 1.5,1.5,2."
+        ) from None
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3 or min(values) <= 0:
+        raise ConfigError(
+            f"{what} '{text}' must be one or three positive numbers.", "Use e.g. 2 or 1.5,1.5,2."
+        )
+    return (values[0], values[1], values[2])
+
+
+@seg_app.command("sample-data")
+def sample_data(
+    output: Path = typer.Argument(Path("data/brain"), help="Folder to write train/ and test/ into."),
+    dicom: bool = typer.Option(True, "--dicom/--no-dicom", help="Also write Colin27 as a DICOM series."),
+) -> None:
+    """Write real brain MRI to try segmentation on: MNI152 (train) and Colin27 (test), with masks."""
+    from medvlab.seg.sample import write_sample_data
+
+    for role, path in write_sample_data(output, dicom=dicom).items():
+        typer.echo(f"{role:12s} {path}")
+
+
+@seg_app.command("train")
+def train(
+    images: list[str] = typer.Option(..., "--images", help="Image files, folders or globs (repeatable)."),
+    labels: list[str] = typer.Option(
+        ..., "--labels", help="Label files in the same sorted order (repeatable)."
+    ),
+    output: Path = typer.Option(
+        Path("runs/seg"), "--output", "-o", help="Folder for checkpoints and curves."
+    ),
+    val_images: list[str] = typer.Option(
+        [], "--val-images", help="Validation images (default: 20% held out)."
+    ),
+    val_labels: list[str] = typer.Option([], "--val-labels", help="Validation labels."),
+    net: str = typer.Option("unet", "--net", help="unet, segresnet or swinunetr."),
+    width: int = typer.Option(16, "--width", help="Channels of the first level (model size)."),
+    patch: int = typer.Option(96, "--patch", help="Cubic training patch / sliding window size (voxels)."),
+    spacing: str | None = typer.Option(
+        None, "--spacing", help="Voxel size in mm, e.g. 2 or 1.5,1.5,2 (default: median)."
+    ),
+    label_names: str | None = typer.Option(
+        None, "--label-names", help="Names of label values 1..N, comma separated."
+    ),
+    binarize: bool = typer.Option(
+        False, "--binarize", help="Treat every non-zero label voxel as one structure."
+    ),
+    intensity: str = typer.Option(
+        "percentile", "--intensity", help="percentile (MR) or ct (HU -1000..1000)."
+    ),
+    synth_head: bool = typer.Option(
+        False, "--synth-head", help="Paint random skull/scalp around skull-stripped images."
+    ),
+    largest_component: bool = typer.Option(
+        False, "--largest-component", help="Keep the largest piece per structure."
+    ),
+    epochs: int = typer.Option(50, "--epochs"),
+    steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", help="Volumes drawn per epoch."),
+    batch_size: int = typer.Option(1, "--batch-size", help="Volumes per step."),
+    samples: int = typer.Option(2, "--samples", help="Random crops per volume (pos/neg balanced)."),
+    lr: float = typer.Option(1e-3, "--lr"),
+    amp: bool = typer.Option(False, "--amp", help="Mixed precision (fp16/bf16 on GPU, bf16 on CPU)."),
+    device: str | None = options.DEVICE,
+    seed: int = typer.Option(0, "--seed"),
+    val_every: int = typer.Option(1, "--val-every", help="Validate every N epochs."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT/last.pt."),
+    workers: int = typer.Option(0, "--workers", help="Data-loader worker processes."),
+) -> None:
+    """Train a MONAI network. Multi-GPU / multi-node: run the same command under torchrun."""
+    from rich.progress import Progress
+
+    from medvlab.errors import look_up_option
+    from medvlab.seg.train import SegTrainConfig, train_segmentation
+
+    cfg = SegTrainConfig(
+        images=images,
+        labels=labels,
+        output_dir=output,
+        val_images=val_images,
+        val_labels=val_labels,
+        net=look_up_option(net, ("unet", "segresnet", "swinunetr"), "network"),
+        width=width,
+        patch=patch,
+        spacing=_floats(spacing, "--spacing"),
+        label_names=[n.strip() for n in label_names.split(",")] if label_names else None,
+        binarize=binarize,
+        intensity=look_up_option(intensity, ("percentile", "ct"), "intensity scaling"),
+        synth_head=synth_head,
+        largest_component=largest_component,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        num_samples=samples,
+        lr=lr,
+        amp=amp,
+        device=device,
+        seed=seed,
+        val_every=val_every,
+        resume=resume,
+        workers=workers,
+    )
+    with Progress() as bar:
+        task = bar.add_task("Training", total=epochs)
+
+        def on_epoch(epoch: int, total: int, row: dict[str, float]) -> None:
+            dice = f" val Dice {row['val_dice']:.4f}" if "val_dice" in row else ""
+            bar.update(
+                task, completed=epoch, description=f"epoch {epoch}/{total} loss {row['train_loss']:.4f}{dice}"
+            )
+
+        result = train_segmentation(cfg, on_epoch)
+    typer.echo(
+        f"best val Dice {result.best_dice:.4f} (epoch {result.best_epoch}); "
+        f"wrote {output / 'best.pt'}, {output / 'metrics.csv'}, {output / 'curves.png'}"
+    )
+
+
+@seg_app.command("predict")
+def predict(
+    image: Path = typer.Argument(..., help="DICOM series folder, DICOM file or NIfTI file."),
+    model: str = MODEL,
+    output: Path = typer.Option(Path("."), "--output", "-o", help="Folder for <name>_seg.nii.gz (+ .dcm)."),
+    nifti: Path | None = typer.Option(None, "--nifti", help="NIfTI mask path (default: in --output)."),
+    dicom_seg: Path | None = typer.Option(None, "--dicom-seg", help="DICOM SEG path (DICOM input only)."),
+    device: str | None = options.DEVICE,
+    overlap: float = typer.Option(0.5, "--overlap", help="Sliding-window overlap, 0-0.9."),
+    amp: bool = typer.Option(False, "--amp", help="bf16/fp16 autocast."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Segment a volume: NIfTI mask on the input's grid, DICOM SEG for DICOM input, volumes in mL."""
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from medvlab.devices import resolve_device
+    from medvlab.errors import ConfigError
+    from medvlab.seg.infer import InferenceOptions, Predictor
+    from medvlab.seg.study import default_outputs, segment_study
+
+    if not 0 <= overlap < 1:
+        raise ConfigError(f"--overlap {overlap} is outside 0-0.9.", "Use e.g. --overlap 0.5.")
+    dev = resolve_device(device, dtype="float32").torch_device
+    predictor = Predictor.load(model, dev, InferenceOptions(overlap=overlap, amp=amp))
+    default_nifti, default_seg = default_outputs(image, output)
+    with Progress(transient=True) as bar:
+        task = bar.add_task("Reading", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = segment_study(
+            image, predictor, nifti or default_nifti, dicom_seg or default_seg, Path(model).stem, progress
+        )
+    if as_json:
+        typer.echo(json.dumps(result.summary(), indent=2))
+        return
+    table = Table(title=f"{image.name}: volumes (research use only, not a diagnosis)")
+    table.add_column("structure")
+    table.add_column("volume (mL)", justify="right")
+    for name, ml in result.segmentation.volumes_ml.items():
+        table.add_row(name, f"{ml:.1f}")
+    Console().print(table)
+    for path in (result.nifti, result.dicom_seg):
+        if path:
+            typer.echo(f"wrote {path}")
+    typer.echo(f"{result.timings['total']:.2f} s")
+
+
+@seg_app.command("eval")
+def evaluate(
+    labels: list[str] = typer.Option(..., "--labels", help="Ground-truth label files/folders/globs."),
+    pred: list[str] = typer.Option(
+        [], "--pred", help="Saved predictions (paired with labels by sorted name)."
+    ),
+    images: list[str] = typer.Option(
+        [], "--images", help="Images to predict with --model instead of --pred."
+    ),
+    model: str = MODEL,
+    binarize: bool = typer.Option(
+        False, "--binarize", help="Ground truth: every non-zero voxel is foreground."
+    ),
+    output: Path = typer.Option(
+        Path("runs/seg-eval"), "--output", "-o", help="Folder for scores.csv, summary.json."
+    ),
+    device: str | None = options.DEVICE,
+) -> None:
+    """Dice and HD95 per case and structure, as CSV plus a summary."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from medvlab.devices import resolve_device
+    from medvlab.errors import ConfigError
+    from medvlab.seg.evaluate import evaluate_files, evaluate_model, write_scores
+    from medvlab.seg.infer import Predictor
+    from medvlab.seg.model import load_checkpoint
+
+    if bool(pred) == bool(images):
+        raise ConfigError(
+            "Pass either --pred (saved masks) or --images (to predict with --model).", "Pick one."
+        )
+    ckpt = load_checkpoint(model)
+    names = [label.name for label in ckpt.spec.labels]
+    if pred:
+        scores = evaluate_files(pred, labels, names, binarize)
+    else:
+        from medvlab.seg.data import load_volume
+
+        predictor = Predictor(ckpt, resolve_device(device, dtype="float32").torch_device)
+        scores = evaluate_model(
+            lambda p: predictor.predict(load_volume(p)).labels, images, labels, names, binarize
+        )
+    summary = write_scores(scores, output)
+    table = Table(title="Segmentation scores")
+    for col in ("case", "structure", "Dice", "HD95 (mm)", "pred mL", "true mL"):
+        table.add_column(col)
+    for s in scores:
+        table.add_row(
+            s.case, s.label, f"{s.dice:.4f}", f"{s.hd95_mm:.2f}", f"{s.pred_ml:.1f}", f"{s.true_ml:.1f}"
+        )
+    Console().print(table)
+    for name, stats in summary.items():
+        typer.echo(f"{name}: mean Dice {stats['dice_mean']:.4f}, mean HD95 {stats['hd95_mean_mm']:.2f} mm")
+    typer.echo(f"wrote {output / 'scores.csv'}, {output / 'summary.json'}")
+
+
+@seg_app.command("export")
+def export(
+    model: str = MODEL,
+    output: Path = typer.Option(
+        Path("runs/seg-export"), "--output", "-o", help="Folder for the exported files."
+    ),
+    formats: str = typer.Option(
+        "torchscript,onnx", "--format", help="torchscript, onnx, compile, tensorrt (comma list)."
+    ),
+    tolerance: float = typer.Option(
+        1e-3, "--tolerance", help="Largest allowed |export - eager| on the check input."
+    ),
+) -> None:
+    """Export to TorchScript / ONNX (TensorRT, torch.compile when available), checked against eager."""
+    from medvlab.errors import ExportError
+    from medvlab.seg.export import export_model
+
+    results = export_model(model, output, [f.strip() for f in formats.split(",") if f.strip()], tolerance)
+    for r in results:
+        if r.ok is None:
+            typer.echo(f"{r.format:12s} {r.note}")
+        else:
+            state = "ok" if r.ok else "MISMATCH"
+            typer.echo(f"{r.format:12s} {state}  max |diff| {r.max_abs_diff:.2e}  {r.path or ''}")
+    bad = [r.format for r in results if r.ok is False]
+    if bad:
+        raise ExportError(
+            f"{', '.join(bad)} output differs from the eager model by more than {tolerance}.",
+            "Raise --tolerance if that is expected (e.g. reduced precision), or report the model.",
+        )
+    typer.echo(f"wrote {output / 'export.json'}")

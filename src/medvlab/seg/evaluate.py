@@ -1,0 +1,154 @@
+"""Dice and HD95 per case and per structure (MONAI metrics), written as CSV plus a summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medvlab.errors import ConfigError, ImageLoadError
+from medvlab.seg.data import expand, grayscale, load_volume
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CaseScore:
+    case: str
+    label: str
+    dice: float
+    hd95_mm: float
+    pred_ml: float
+    true_ml: float
+
+
+def score_case(
+    case: str,
+    pred: np.ndarray,
+    truth: np.ndarray,
+    spacing: Sequence[float],
+    names: Sequence[str],
+) -> list[CaseScore]:
+    """Scores of one case: ``pred`` and ``truth`` are label arrays on the same grid (values 1..N)."""
+    from monai.metrics import compute_dice, compute_hausdorff_distance
+    from monai.networks.utils import one_hot
+
+    if pred.shape != truth.shape:
+        raise ImageLoadError(
+            f"Case '{case}': prediction {pred.shape} and label {truth.shape} differ in shape.",
+            "Compare a prediction with the label of the same image (same grid).",
+        )
+    n = len(names) + 1
+    p = one_hot(torch.from_numpy(pred.astype(np.int64))[None, None], n)
+    t = one_hot(torch.from_numpy(truth.astype(np.int64))[None, None], n)
+    dice = compute_dice(p, t, include_background=False, ignore_empty=False)[0]
+    with warnings.catch_warnings():  # MONAI 1.5+ warns about its own deprecated internal argument
+        warnings.simplefilter("ignore", FutureWarning)
+        hd = compute_hausdorff_distance(p, t, include_background=False, percentile=95, spacing=list(spacing))[
+            0
+        ]
+    voxel_ml = float(np.prod(spacing)) / 1000
+    out = []
+    for i, name in enumerate(names):
+        out.append(
+            CaseScore(
+                case,
+                name,
+                round(float(dice[i]), 5),
+                round(float(hd[i]), 3),
+                round(float((pred == i + 1).sum()) * voxel_ml, 2),
+                round(float((truth == i + 1).sum()) * voxel_ml, 2),
+            )
+        )
+    return out
+
+
+def case_name(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii", ".dcm"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def truth_labels(path: Path, binarize: bool) -> tuple[np.ndarray, tuple[float, float, float]]:
+    image = load_volume(path)
+    pixels = grayscale(image, f"The label '{path.name}'")
+    values = (pixels > 0) if binarize else np.rint(pixels)
+    return values.astype(np.uint8), image.spacing
+
+
+def evaluate_files(
+    preds: Sequence[str | Path],
+    labels: Sequence[str | Path],
+    names: Sequence[str],
+    binarize: bool = False,
+) -> list[CaseScore]:
+    """Score saved predictions against labels, paired in sorted file-name order."""
+    pred_paths, label_paths = expand(preds, "predictions"), expand(labels, "labels")
+    if len(pred_paths) != len(label_paths):
+        raise ConfigError(
+            f"{len(pred_paths)} prediction(s) but {len(label_paths)} label(s).",
+            "Give one label per prediction; they are paired in sorted file-name order.",
+        )
+    scores: list[CaseScore] = []
+    for pp, lp in zip(pred_paths, label_paths, strict=True):
+        truth, spacing = truth_labels(lp, binarize)
+        pred, _ = truth_labels(pp, False)
+        scores += score_case(case_name(lp), pred, truth, spacing, names)
+    return scores
+
+
+def evaluate_model(
+    predict: Callable[[Path], np.ndarray],
+    images: Sequence[str | Path],
+    labels: Sequence[str | Path],
+    names: Sequence[str],
+    binarize: bool = False,
+) -> list[CaseScore]:
+    """Predict each image with ``predict`` and score it against its label."""
+    from medvlab.seg.data import pair
+
+    scores: list[CaseScore] = []
+    for img, lab in pair(images, labels):
+        truth, spacing = truth_labels(lab, binarize)
+        scores += score_case(case_name(img), predict(img), truth, spacing, names)
+    return scores
+
+
+def summarize(scores: Sequence[CaseScore]) -> dict[str, dict[str, float]]:
+    """Mean and standard deviation of Dice and HD95 per structure."""
+    out: dict[str, dict[str, float]] = {}
+    for name in dict.fromkeys(s.label for s in scores):
+        rows = [s for s in scores if s.label == name]
+        dice = np.array([s.dice for s in rows])
+        hd = np.array([s.hd95_mm for s in rows if math.isfinite(s.hd95_mm)])
+        out[name] = {
+            "cases": len(rows),
+            "dice_mean": round(float(dice.mean()), 5),
+            "dice_std": round(float(dice.std()), 5),
+            "hd95_mean_mm": round(float(hd.mean()), 3) if hd.size else float("nan"),
+        }
+    return out
+
+
+def write_scores(scores: Sequence[CaseScore], folder: Path) -> dict[str, Any]:
+    """``scores.csv`` (a row per case and structure) and ``summary.json``; returns the summary."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fields = ["case", "label", "dice", "hd95_mm", "pred_ml", "true_ml"]
+    with (folder / "scores.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(fields)
+        writer.writerows([[getattr(s, f) for f in fields] for s in scores])
+    summary = summarize(scores)
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary

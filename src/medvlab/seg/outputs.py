@@ -1,0 +1,133 @@
+"""Writing a segmentation out: NIfTI on the input's own grid, DICOM SEG referencing the source series."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from medvlab import __version__
+from medvlab.errors import ConfigError
+from medvlab.imaging.dicom import is_dicom_file, list_files
+from medvlab.imaging.types import MedImage
+from medvlab.seg.data import LPS_TO_RAS
+from medvlab.seg.model import SegSpec
+
+logger = logging.getLogger(__name__)
+
+
+def is_nifti(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith((".nii", ".nii.gz"))
+
+
+def write_nifti(labels: np.ndarray, image: MedImage, path: Path, source: Path | None = None) -> Path:
+    """Save labels (slice, row, col) as NIfTI.
+
+    When the input was a NIfTI file the mask gets its exact voxel order, affine and q/s-form codes, so
+    it overlays voxel for voxel in any viewer; otherwise the image's geometry is converted to RAS.
+    """
+    data = labels.transpose(2, 1, 0).astype(np.uint8)
+    affine = LPS_TO_RAS @ image.affine[:, [2, 1, 0, 3]]
+    out: Any
+    if source is not None and is_nifti(source):
+        original: Any = nib.load(str(source))
+        t = nib.orientations.ornt_transform(
+            nib.orientations.io_orientation(affine), nib.orientations.io_orientation(original.affine)
+        )
+        data = nib.orientations.apply_orientation(data, t)
+        out = nib.Nifti1Image(np.ascontiguousarray(data), original.affine)
+        qform, qcode = original.get_qform(coded=True)
+        sform, scode = original.get_sform(coded=True)
+        out.set_qform(qform if qform is not None else original.affine, code=int(qcode or 1))
+        out.set_sform(sform if sform is not None else original.affine, code=int(scode or 1))
+    else:
+        out = nib.Nifti1Image(np.ascontiguousarray(data), affine)
+        out.set_qform(affine, code=1)
+        out.set_sform(affine, code=1)
+    out.header["descrip"] = b"medvlab segmentation, research use only"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(out, str(path))
+    return path
+
+
+def source_datasets(source: Path, image: MedImage) -> list[Dataset]:
+    """The DICOM headers a segmentation of ``image`` was made from, in the image's slice order."""
+    uids: list[str] = list(image.metadata.get("SOPInstanceUIDs", []))
+    files = list_files(source) if source.is_dir() else [source]
+    by_uid: dict[str, Dataset] = {}
+    for f in files:
+        if not is_dicom_file(f) and f.suffix.lower() not in (".dcm", ".dicom", ".ima"):
+            continue
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+        except Exception:  # not DICOM after all: skip, like the series reader
+            continue
+        if "SOPInstanceUID" in ds:
+            by_uid[str(ds.SOPInstanceUID)] = ds
+    missing = [u for u in uids if u not in by_uid]
+    if not uids or missing:
+        raise ConfigError(
+            f"The DICOM files behind '{source}' could not all be found again ({len(missing)} missing).",
+            "Pass the series folder or file that was segmented.",
+        )
+    return [by_uid[u] for u in uids]
+
+
+def write_dicom_seg(
+    labels: np.ndarray,
+    image: MedImage,
+    source: Path,
+    spec: SegSpec,
+    path: Path,
+    model_name: str = "medvlab",
+) -> Path:
+    """A DICOM Segmentation (highdicom, binary, one segment per structure) referencing the source series."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    if source.is_file() and not is_dicom_file(source):
+        raise ConfigError(
+            f"'{source.name}' is not DICOM, so a DICOM SEG has no series to reference.",
+            "Use the NIfTI output for NIfTI input, or segment the DICOM series.",
+        )
+    sources = source_datasets(source, image)
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=f"medvlab {model_name} ({spec.net})",
+        version=__version__,
+        family=codes.cid7162.ArtificialIntelligence,
+    )
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=i + 1,
+            segment_label=label.name,
+            segmented_property_category=hd.sr.CodedConcept(*label.category),
+            segmented_property_type=hd.sr.CodedConcept(*label.type),
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+        )
+        for i, label in enumerate(spec.labels)
+    ]
+    frames = labels if len(sources) > 1 or labels.shape[0] > 1 else labels[:1]
+    seg = hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=np.ascontiguousarray(frames.astype(np.uint8)),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=hd.UID(),
+        series_number=int(sources[0].get("SeriesNumber", 0) or 0) + 900,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="medvlab",
+        manufacturer_model_name=model_name,
+        software_versions=__version__,
+        device_serial_number="0",
+        series_description="medvlab segmentation - research use only",
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seg.save_as(path)
+    return path
