@@ -125,3 +125,13 @@ def sft_adapter(
     from medvlab.train.sft import run_sft
 
     return run_sft(sft_config(train_dir, tmp_path_factory.mktemp("sft-run")), cache_dir)
+
+
+@pytest.fixture(scope="session")
+def brain_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """MNI152 train pair, Colin27 test pair and Colin27 as a DICOM series (written once)."""
+    from medvlab.seg.sample import MRICRON_DIR, write_sample_data
+
+    if not (MRICRON_DIR / "ch2.nii.gz").exists():
+        pytest.skip("Colin27 is missing: apt-get install mricron-data")
+    return write_sample_data(tmp_path_factory.mktemp("brain"))

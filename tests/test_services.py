@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,3 +60,39 @@ def test_model_load_failure_is_remembered(tmp_path: Path, monkeypatch: pytest.Mo
         with pytest.raises(ModelNotFoundError):
             _ = lab.backend
     assert lab.load_error is not None and not lab.backend_loaded
+
+
+def test_chat_cites_measured_volumes(
+    lab: Lab, dicom_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prompt carries the measurements and the answer lists them, in the user's language."""
+    from medvlab.vlm.prompting import Turn
+
+    image = lab.load_image(dicom_files["CT_small.dcm"])
+    seen: list[Any] = []
+    original = lab.backend.stream
+
+    def spy(messages: Any, *args: Any, **kw: Any) -> Any:
+        seen.append(messages)
+        return original(messages, *args, **kw)
+
+    monkeypatch.setattr(lab.backend, "stream", spy)
+    volumes = {"liver": 1520.4}
+    answer = "".join(lab.chat([Turn("user", "How big is the liver?", [image])], measurements=volumes))
+    zh = "".join(lab.chat([Turn("user", "肝脏有多大？", [image])], measurements=volumes))
+    assert "liver: 1520.4 mL" in answer and "Measurements (brain-mask" in answer
+    assert "测量值" in zh and "liver: 1520.4 mL" in zh
+    prompt = json.dumps(seen[0], ensure_ascii=False, default=str)
+    assert "Volumes measured by the automatic segmentation model" in prompt and "liver 1520.4 mL" in prompt
+
+
+def test_segment_and_overlay(lab: Lab, brain_data: dict[str, Path]) -> None:
+    image = lab.load_image(brain_data["test_image"])
+    seg = lab.segment(image)
+    assert lab.predictor() is lab.predictor("brain-mask")  # loaded once
+    index = int((seg.labels > 0).sum(axis=(1, 2)).argmax())
+    plain, drawn = lab.preview(image, index), lab.overlay(image, seg, index)
+    assert drawn.shape == plain.shape and drawn.dtype == plain.dtype
+    inside = seg.labels[index] > 0
+    assert (drawn[inside][:, 0].astype(int) - plain[inside][:, 0]).mean() > 10  # tinted red
+    assert (drawn[~inside] == plain[~inside]).all()

@@ -9,18 +9,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from medvlab.seg.sample import MRICRON_DIR
-
-
-@pytest.fixture(scope="session")
-def brain_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """MNI152 train pair, Colin27 test pair and Colin27 as a DICOM series (written once)."""
-    if not (MRICRON_DIR / "ch2.nii.gz").exists():
-        pytest.skip("Colin27 is missing: apt-get install mricron-data")
-    from medvlab.seg.sample import write_sample_data
-
-    return write_sample_data(tmp_path_factory.mktemp("brain"))
-
 
 def write_sphere_case(
     folder: Path, name: str, seed: int, size: int = 36, spacing: float = 2.0

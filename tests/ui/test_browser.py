@@ -83,3 +83,46 @@ def test_lab_in_a_real_browser(live_server: str, dicom_files: dict[str, Path]) -
         browser.close()
     assert outside == []  # the page fetched nothing from outside the lab
     assert (ARTIFACTS / "lab.png").stat().st_size > 10_000
+
+
+def test_segmentation_overlay_and_grounded_answer_in_a_real_browser(
+    live_server: str, brain_data: dict[str, Path]
+) -> None:
+    """Upload Colin27, segment: the mask is drawn on the slice, volumes listed, and the answer cites them."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(f"{live_server}/")
+        page.wait_for_selector("#files")
+        page.set_input_files("#files input[type=file]", str(brain_data["test_image"]))
+        page.wait_for_function(
+            "document.querySelector('#image-info').innerText.includes('nifti')", timeout=60_000
+        )
+        before = page.get_attribute("#preview img", "src")
+        page.click("#segment")
+        page.wait_for_function(
+            "document.querySelector('#volumes').innerText.includes('brain')", timeout=120_000
+        )
+        page.wait_for_function(
+            "src => document.querySelector('#preview img').getAttribute('src') !== src", arg=before
+        )
+        table = page.inner_text("#volumes")
+        assert "brain" in table and "mL" in table
+        page.check("#use-volumes input")
+        page.fill("#question textarea", "How large is the brain?")
+        page.click("#send")
+        page.wait_for_function(
+            "t => document.querySelector('#chat').innerText.includes(t)",
+            arg=DISCLAIMERS["en"],
+            timeout=120_000,
+        )
+        chat = page.inner_text("#chat")
+        assert "Measurements (brain-mask" in chat and "brain:" in chat and "mL" in chat
+        page.screenshot(path=str(ARTIFACTS / "segmentation.png"), full_page=True)
+        browser.close()
