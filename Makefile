@@ -34,6 +34,7 @@ bench: setup-bench
 	$(BIN)/python benchmarks/io_bench.py
 	$(BIN)/python benchmarks/sft_bench.py
 	$(BIN)/python benchmarks/load_bench.py
+	$(BIN)/python benchmarks/seg_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -119,10 +119,14 @@ class Lab:
 
     def load_local_path(self, path: str) -> MedImage:
         """A path named in a request: allowed only inside ``Settings.allowed_paths`` (no traversal out)."""
+        return self.load_image(self.allowed_local_path(path))
+
+    def allowed_local_path(self, path: str) -> Path:
+        """The resolved path if ``Settings.allowed_paths`` lets requests read it, else InputRefusedError."""
         target = Path(path.removeprefix("file://")).expanduser().resolve()
         for root in self.settings.allowed_paths:
             if target.is_relative_to(Path(root).expanduser().resolve()):
-                return self.load_image(target)
+                return target
         raise InputRefusedError(
             f"Reading local path '{path}' is not allowed.",
             "Send the image as a base64 data URI, or start the server with "
@@ -180,14 +184,18 @@ class Lab:
         ref = ref.strip()
         if ref.startswith("data:"):
             return self.load_image_bytes(*self.decode_data_uri(ref))
-        if ref.startswith(("http://", "https://")) and self.settings.allow_remote_urls:
-            return self.load_image_bytes(*self.fetch(ref))
-        if ref.startswith(("http://", "https://", "ftp://")):
-            raise InputRefusedError(
-                "Remote image URLs are not fetched: the lab makes no outbound connections.",
-                "Send the image itself as a base64 data URI (data:image/png;base64,...).",
-            )
+        if _is_remote(ref):
+            return self.load_image_bytes(*self.fetch_allowed(ref))
         return self.load_local_path(ref)
+
+    def fetch_allowed(self, url: str) -> tuple[bytes, str]:
+        """:meth:`fetch` when ``allow_remote_urls`` is on; otherwise the policy error."""
+        if url.startswith(("http://", "https://")) and self.settings.allow_remote_urls:
+            return self.fetch(url)
+        raise InputRefusedError(
+            "Remote image URLs are not fetched: the lab makes no outbound connections.",
+            "Send the image itself as a base64 data URI (data:image/png;base64,...).",
+        )
 
     @staticmethod
     def preview(image: MedImage, index: int = 0, window: str | None = None) -> np.ndarray:
@@ -421,6 +429,29 @@ class Lab:
         with self._seg_run_lock:  # one volume at a time: a 3-D network can use every core / the GPU
             return predictor.predict(image)
 
+    def segment_to_dicom_seg(self, ref: str, model: str | None = None) -> tuple[Segmentation, bytes]:
+        """Segment the DICOM named in a request (data URI of a file, or an allowed local file/series
+        folder) and return the DICOM SEG that references it."""
+        import tempfile
+
+        from medvlab.seg.outputs import write_dicom_seg
+
+        ref = ref.strip()
+        with tempfile.TemporaryDirectory(prefix="medvlab-seg-") as tmp:
+            if ref.startswith("data:") or _is_remote(ref):
+                data, name = self.decode_data_uri(ref) if ref.startswith("data:") else self.fetch_allowed(ref)
+                source = Path(tmp) / Path(name).name
+                source.write_bytes(data)
+            else:
+                source = self.allowed_local_path(ref)
+            image = self.load_image(source)
+            seg = self.segment(image, model)
+            out = Path(tmp) / "seg.dcm"
+            write_dicom_seg(
+                seg.labels, image, source, seg.spec, out, Path(model or self.settings.seg_model).stem
+            )
+            return seg, out.read_bytes()
+
     @staticmethod
     def overlay(
         image: MedImage, segmentation: Segmentation, index: int = 0, window: str | None = None
@@ -481,6 +512,10 @@ class Lab:
         """One image (or volume), one question -> streamed answer."""
         img = image if isinstance(image, MedImage) else self.load_image(image)
         return self.chat([Turn("user", question, [img])], prompt, generation, stats)
+
+
+def _is_remote(ref: str) -> bool:
+    return ref.startswith(("http://", "https://", "ftp://"))
 
 
 def _then(chunks: Iterator[str], tail: str) -> Iterator[str]:

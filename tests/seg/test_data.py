@@ -112,3 +112,10 @@ def test_synthetic_head_paints_only_outside_the_brain() -> None:
     assert torch.unique(image[outside]).numel() > 3  # layers and noise were painted around the brain
     inside = image[y[0] > 0]
     assert float(inside.std()) < 1e-6  # the brain itself is untouched (only rescaled)
+
+
+def test_argmax_channels_matches_torch_argmax() -> None:
+    from medvlab.seg.data import argmax_channels
+
+    scores = torch.randn(4, 9, 10, 11, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(argmax_channels(scores), scores.argmax(0).to(torch.uint8))

@@ -110,3 +110,15 @@ def test_volumes_and_largest_component() -> None:
     assert volumes_ml(labels, (2.0, 1.0, 0.5), ["a", "b"]) == {"a": 0.03, "b": 0.01}
     kept = keep_largest_component(labels, 3)
     assert (kept == 1).sum() == 27 and (kept == 2).sum() == 8 and kept[7, 7, 7] == 0
+
+
+def test_seg_writer_explains_a_source_it_cannot_reference(dicom_files: dict[str, Path], tmp_path: Path) -> None:
+    """pydicom's enhanced MR has no frame of reference, so no multi-frame SEG can point into it."""
+    from medvlab.seg.model import load_checkpoint
+    from medvlab.seg.outputs import write_dicom_seg
+
+    source = dicom_files["emri_small.dcm"]
+    image = load(source)
+    labels = (image.pixels > np.percentile(image.pixels, 70)).astype(np.uint8)
+    with pytest.raises(ConfigError, match="cannot reference 'emri_small.dcm'.*Frame of Reference"):
+        write_dicom_seg(labels, image, source, load_checkpoint("brain-mask").spec, tmp_path / "s.dcm")

@@ -55,3 +55,35 @@ def test_report_with_segmentation_cites_the_volumes(live_server: str, brain_data
     assert r.status_code == 200, r.text
     text = "".join(p.extract_text() or "" for p in PdfReader(io.BytesIO(r.content)).pages)
     assert "brain" in text and "mL" in text and "Measurements" in text
+
+
+def test_segment_as_dicom_seg_from_an_allowed_series_folder(
+    brain_data: dict[str, Path], tmp_path: Path
+) -> None:
+    """A DICOM SEG back over HTTP, referencing the series the server was pointed at (allowed folder)."""
+    import highdicom as hd
+    import pydicom
+    from fastapi.testclient import TestClient
+
+    from medvlab.config import Settings
+    from medvlab.server.app import create_app
+    from medvlab.services import Lab
+
+    series = brain_data["test_dicom"]
+    lab = Lab(Settings(model="tiny", allowed_paths=[str(series.parent)], cache_dir=tmp_path))
+    with TestClient(create_app(lab, ui=False, preload=False)) as client:
+        r = client.post("/v1/segment", json={"image": str(series), "format": "dicom-seg"})
+        assert r.status_code == 200, r.text
+        seg = hd.seg.segread(io.BytesIO(r.content))
+        first = pydicom.dcmread(next(series.iterdir()), stop_before_pixels=True)
+        assert (
+            seg.StudyInstanceUID == first.StudyInstanceUID
+            and seg.get_segment_description(1).segment_label == "brain"
+        )
+        refused = client.post("/v1/segment", json={"image": "/etc", "format": "dicom-seg"})
+        assert refused.status_code == 403
+        # one slice of the series is not a volume: a 4xx naming the problem
+        one = next(series.iterdir())
+        uri = "data:application/dicom;base64," + base64.b64encode(one.read_bytes()).decode()
+        r = client.post("/v1/segment", json={"image": uri, "format": "dicom-seg"})
+        assert r.status_code == 422 and "3-D volume" in r.json()["error"]["message"]

@@ -145,11 +145,25 @@ def prepare_label(label: MedImage, geo: Geometry, spec: SegSpec, binarize: bool)
     return resize(y, geo.shape, "nearest-exact").to(torch.uint8)
 
 
+def argmax_channels(scores: torch.Tensor) -> torch.Tensor:
+    """uint8 ``argmax`` over the channel axis of (C, X, Y, Z).
+
+    A running maximum over channels: elementwise and cache-friendly. ``Tensor.argmax(0)`` reduces over
+    the outermost (strided) axis and is about 30x slower on CPU for a 181x217x181 volume.
+    """
+    labels = torch.zeros(scores.shape[1:], dtype=torch.uint8)
+    best = scores[0].clone()
+    for c in range(1, scores.shape[0]):
+        better = scores[c] > best
+        labels[better] = c
+        torch.maximum(best, scores[c], out=best)
+    return labels
+
+
 def to_image_space(probs: torch.Tensor, geo: Geometry) -> np.ndarray:
     """Class probabilities (C, X, Y, Z) in network space -> label array in the image's (slice, row, col)."""
     native = resize(probs.float(), geo.native_shape, "trilinear")
-    labels = native.argmax(0).to(torch.uint8).numpy()
-    return from_ras(labels, geo.ornt)
+    return from_ras(argmax_channels(native).numpy(), geo.ornt)
 
 
 def expand(patterns: Sequence[str | Path], what: str) -> list[Path]:

@@ -67,8 +67,7 @@ class SegSpec:
     def from_dict(cls, d: dict[str, Any]) -> SegSpec:
         d = dict(d)
         d["labels"] = [
-            LabelInfo(x["name"], tuple(x["category"]), tuple(x["type"]))
-            for x in d.get("labels", [])
+            LabelInfo(x["name"], tuple(x["category"]), tuple(x["type"])) for x in d.get("labels", [])
         ]
         d["patch"] = tuple(int(p) for p in d["patch"])
         d["spacing"] = tuple(float(s) for s in d["spacing"])

@@ -112,10 +112,24 @@ def write_dicom_seg(
         )
         for i, label in enumerate(spec.labels)
     ]
-    frames = labels if len(sources) > 1 or labels.shape[0] > 1 else labels[:1]
-    seg = hd.seg.Segmentation(
+    try:
+        seg = _segmentation(hd, sources, labels, descriptions, model_name)
+    except ValueError as exc:  # highdicom checks the source's modules (frame of reference, geometry, ...)
+        raise ConfigError(
+            f"A DICOM SEG cannot reference '{source.name}': {exc}",
+            "Use the NIfTI output for this image.",
+        ) from exc
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seg.save_as(path)
+    return path
+
+
+def _segmentation(
+    hd: Any, sources: list[Dataset], labels: np.ndarray, descriptions: list[Any], model_name: str
+) -> Any:
+    return hd.seg.Segmentation(
         source_images=sources,
-        pixel_array=np.ascontiguousarray(frames.astype(np.uint8)),
+        pixel_array=np.ascontiguousarray(labels.astype(np.uint8)),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
         series_instance_uid=hd.UID(),
@@ -128,6 +142,3 @@ def write_dicom_seg(
         device_serial_number="0",
         series_description="medvlab segmentation - research use only",
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    seg.save_as(path)
-    return path

@@ -29,6 +29,7 @@ from medvlab.devices import resolve_device
 from medvlab.errors import ConfigError
 from medvlab.seg.data import (
     LoadPreparedd,
+    argmax_channels,
     load_volume,
     pad_to_patch,
     pair,
@@ -343,7 +344,7 @@ def _validate(
     scores_per_case = []
     for x, y in val_data:
         scores = window_logits(forward, x, spec, opts, device)
-        pred = one_hot(scores.argmax(0)[None, None], spec.num_classes)
+        pred = one_hot(argmax_channels(scores).long()[None, None], spec.num_classes)
         truth = one_hot(y[None].long(), spec.num_classes)
         scores_per_case.append(compute_dice(pred, truth, include_background=False, ignore_empty=False)[0])
     per = torch.stack(scores_per_case).nanmean(0).tolist()

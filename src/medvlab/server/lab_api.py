@@ -119,7 +119,7 @@ def report(body: ReportRequest, request: Request, lab: Lab = Depends(get_lab)) -
 
 @router.post("/segment", response_model=None)
 def segment(body: SegmentRequest, request: Request, lab: Lab = Depends(get_lab)) -> Any:
-    """Segment a 3-D volume: structures and volumes (mL) as JSON, or the mask as NIfTI."""
+    """Segment a 3-D volume: structures and volumes (mL) as JSON, the mask as NIfTI, or a DICOM SEG."""
     from medvlab.errors import InputRefusedError
     from medvlab.seg.model import BUILTIN
 
@@ -128,6 +128,14 @@ def segment(body: SegmentRequest, request: Request, lab: Lab = Depends(get_lab))
         raise InputRefusedError(
             f"Segmentation model '{body.model}' is not served here.",
             f"Use one of: {', '.join(sorted(allowed))} (the server's MEDVLAB_SEG_MODEL sets another).",
+        )
+    if body.format == "dicom-seg":
+        with admit(request, lab):
+            _, data = lab.segment_to_dicom_seg(body.image, body.model)
+        return Response(
+            data,
+            media_type="application/dicom",
+            headers={"Content-Disposition": 'attachment; filename="medvlab-seg.dcm"'},
         )
     image = lab.load_image_reference(body.image)
     with admit(request, lab):

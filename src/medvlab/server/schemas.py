@@ -94,7 +94,8 @@ class SegmentRequest(BaseModel):
 
     image: str
     model: str | None = None
-    format: Literal["json", "nifti"] = "json"
+    format: Literal["json", "nifti", "dicom-seg"] = "json"
+    """``dicom-seg``: a DICOM SEG referencing the source (a DICOM file or an allowed series folder)."""
 
 
 class ReportRequest(ImageRequest):
