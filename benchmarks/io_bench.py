@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import statistics
 import tempfile
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
@@ -26,6 +23,7 @@ import pydicom
 from pydicom.uid import generate_uid
 
 from medvlab.imaging import load
+from timing import timed  # benchmarks/timing.py (python puts the script folder on sys.path)
 
 logger = logging.getLogger("io_bench")
 
@@ -56,16 +54,6 @@ def build_series(folder: Path, n: int) -> np.ndarray:
         ds.PixelData = volume[k].tobytes()
         ds.save_as(folder / f"IM{order[k]:05d}.dcm")  # file names do not follow slice order
     return volume
-
-
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: page cache, lazy imports
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def sitk_series(folder: Path) -> np.ndarray:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import statistics
 import tempfile
 import time
 import warnings
@@ -30,18 +29,10 @@ from pathlib import Path
 
 import torch
 
+from timing import timed  # benchmarks/timing.py (python puts the script folder on sys.path)
+
 logger = logging.getLogger("seg_bench")
 warnings.filterwarnings("ignore")
-
-
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up (allocations, oneDNN kernels, compilation)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def table(title: str, rows: list[tuple[str, float, str]], peer: float) -> None:

@@ -423,11 +423,16 @@ class Lab:
                 self._predictors[ref] = Predictor.load(ref, device)
             return self._predictors[ref]
 
-    def segment(self, image: MedImage, model: str | None = None) -> Segmentation:
-        """Segment a grayscale volume: labels on its grid and each structure's volume in mL."""
+    def segment(
+        self, image: MedImage, model: str | None = None, progress: Progress | None = None
+    ) -> Segmentation:
+        """Segment a grayscale volume: labels on its grid and each structure's volume in mL.
+
+        ``progress`` gets (window batches done, batches in all) while the network runs.
+        """
         predictor = self.predictor(model)
         with self._seg_run_lock:  # one volume at a time: a 3-D network can use every core / the GPU
-            return predictor.predict(image)
+            return predictor.predict(image, progress)
 
     def segment_to_dicom_seg(self, ref: str, model: str | None = None) -> tuple[Segmentation, bytes]:
         """Segment the DICOM named in a request (data URI of a file, or an allowed local file/series
@@ -473,9 +478,14 @@ class Lab:
         heatmaps: Sequence[tuple[Image.Image, str]] = (),
         citations: Sequence[Hit] = (),
         volumes_ml: dict[str, float] | None = None,
+        segmentation: Segmentation | None = None,
         language: Language | None = None,
     ) -> bytes:
-        """A PDF report of one image and its conversation."""
+        """A PDF report of one image and its conversation.
+
+        With ``segmentation``, the report also shows the mask on the slice where it is largest and lists
+        the measured volumes (unless ``volumes_ml`` is given).
+        """
         from medvlab.imaging.windows import to_pil
         from medvlab.reports.pdf import ReportContent, build_pdf
         from medvlab.vlm.prompting import detect_language
@@ -486,11 +496,19 @@ class Lab:
         qa = [(q, strip_disclaimer(a)) for q, a in qa]
         picture = to_pil(self.preview(image, index, window))
         caption = f"{image.modality} · slice {index + 1}/{image.n_slices} · window {window or 'auto'}"
+        pictures = [(picture, caption)]
+        if segmentation is not None:
+            volumes_ml = volumes_ml or segmentation.volumes_ml
+            areas = (segmentation.labels > 0).sum(axis=(1, 2))
+            best = int(areas.argmax())
+            drawn = to_pil(self.overlay(image, segmentation, best, window))
+            names = ", ".join(segmentation.names)
+            pictures.append((drawn, f"segmentation ({names}) · slice {best + 1}/{image.n_slices}"))
         s = image.summary()
         content = ReportContent(
             model_id=self.model_id,
             language=lang,
-            pictures=[(picture, caption), *heatmaps],
+            pictures=[*pictures, *heatmaps],
             qa=list(qa),
             structured=structured,
             citations=[h.citation() for h in citations],

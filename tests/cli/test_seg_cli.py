@@ -90,3 +90,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, cache_dir: Path) -> No
     assert out.returncode == 2 and "built-in: brain-mask" in out.stderr
     out = medvlab("seg", "train", "--images", "a", "--labels", "b", "--net", "unett", cache_dir=cache_dir)
     assert out.returncode == 2 and "did you mean 'unet'" in out.stderr
+
+
+def test_predict_several_studies_at_once(brain_data: dict[str, Path], tmp_path: Path) -> None:
+    inputs = [str(brain_data["test_image"]), str(brain_data["train_image"])]
+    result = runner.invoke(app, ["seg", "predict", *inputs, "-o", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert [Path(d["input"]).name for d in data] == ["colin27_t1.nii.gz", "mni152_t1.nii.gz"]
+    assert (tmp_path / "colin27_t1_seg.nii.gz").exists() and (tmp_path / "mni152_t1_seg.nii.gz").exists()
+    assert all(d["dicom_seg"] is None for d in data)  # NIfTI in: no SEG to reference
+    result = runner.invoke(app, ["seg", "predict", *inputs, "--nifti", str(tmp_path / "x.nii.gz")])
+    assert result.exit_code != 0 and "several inputs" in str(result.exception)

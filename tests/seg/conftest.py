@@ -9,6 +9,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from medvlab.seg.train import SegTrainConfig
+
 
 def write_sphere_case(
     folder: Path, name: str, seed: int, size: int = 36, spacing: float = 2.0
@@ -46,21 +48,27 @@ def sphere_cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Pat
 @pytest.fixture(scope="session")
 def sphere_model(tmp_path_factory: pytest.TempPathFactory, sphere_cases: dict[str, list[Path]]) -> Path:
     """A small UNet trained for a few epochs on the synthetic cases (shared by infer/export tests)."""
-    from medvlab.seg.train import SegTrainConfig, train_segmentation
+    from medvlab.seg.train import train_segmentation
 
     out = tmp_path_factory.mktemp("sphere-run")
-    cfg = SegTrainConfig(
-        images=[str(p) for p in sphere_cases["images"]],
-        labels=[str(p) for p in sphere_cases["labels"]],
+    train_segmentation(sphere_config(sphere_cases, out, epochs=6, steps_per_epoch=6))
+    return out
+
+
+def sphere_config(cases: dict[str, list[Path]], out: Path, **kw: object) -> SegTrainConfig:
+    """A fast training config on the synthetic cases (tiny UNet, 32^3 patches); ``kw`` overrides."""
+    base: dict[str, object] = dict(
+        images=[str(p) for p in cases["images"]],
+        labels=[str(p) for p in cases["labels"]],
         output_dir=out,
         width=4,
         patch=32,
         label_names=["sphere", "box"],
-        epochs=6,
-        steps_per_epoch=6,
+        epochs=2,
+        steps_per_epoch=4,
         num_samples=2,
         lr=5e-3,
         augment=False,
     )
-    train_segmentation(cfg)
-    return out
+    base.update(kw)
+    return SegTrainConfig(**base)  # type: ignore[arg-type]

@@ -112,7 +112,9 @@ def test_volumes_and_largest_component() -> None:
     assert (kept == 1).sum() == 27 and (kept == 2).sum() == 8 and kept[7, 7, 7] == 0
 
 
-def test_seg_writer_explains_a_source_it_cannot_reference(dicom_files: dict[str, Path], tmp_path: Path) -> None:
+def test_seg_writer_explains_a_source_it_cannot_reference(
+    dicom_files: dict[str, Path], tmp_path: Path
+) -> None:
     """pydicom's enhanced MR has no frame of reference, so no multi-frame SEG can point into it."""
     from medvlab.seg.model import load_checkpoint
     from medvlab.seg.outputs import write_dicom_seg
@@ -122,3 +124,17 @@ def test_seg_writer_explains_a_source_it_cannot_reference(dicom_files: dict[str,
     labels = (image.pixels > np.percentile(image.pixels, 70)).astype(np.uint8)
     with pytest.raises(ConfigError, match="cannot reference 'emri_small.dcm'.*Frame of Reference"):
         write_dicom_seg(labels, image, source, load_checkpoint("brain-mask").spec, tmp_path / "s.dcm")
+
+
+def test_progress_counts_every_batch_of_windows(brain: Predictor, brain_data: dict[str, Path]) -> None:
+    from medvlab.seg.data import prepare
+    from medvlab.seg.infer import window_count
+
+    calls: list[tuple[int, int]] = []
+    x, _ = prepare(load(brain_data["test_image"]), brain.spec)
+    plain = Predictor(brain.checkpoint, options=InferenceOptions(crop_foreground=False))
+    plain.logits(x, lambda done, total: calls.append((done, total)))
+    # 90 x 108 x 90 voxels at 2 mm, 64^3 windows every 32 voxels: 2 x 3 x 2 windows, 3 batches of 4
+    assert tuple(x.shape[1:]) == (90, 108, 90)
+    assert window_count(x.shape[1:], brain.spec.patch, 0.5) == 12
+    assert calls == [(1, 3), (2, 3), (3, 3)]  # the total announced is the number of batches MONAI ran

@@ -14,25 +14,8 @@ import torch
 
 from medvlab.errors import ConfigError
 from medvlab.seg.model import load_checkpoint
-from medvlab.seg.train import SegTrainConfig, train_segmentation
-
-
-def _cfg(cases: dict[str, list[Path]], out: Path, **kw: object) -> SegTrainConfig:
-    base: dict[str, object] = dict(
-        images=[str(p) for p in cases["images"]],
-        labels=[str(p) for p in cases["labels"]],
-        output_dir=out,
-        width=4,
-        patch=32,
-        label_names=["sphere", "box"],
-        epochs=2,
-        steps_per_epoch=4,
-        num_samples=2,
-        lr=5e-3,
-        augment=False,
-    )
-    base.update(kw)
-    return SegTrainConfig(**base)  # type: ignore[arg-type]
+from medvlab.seg.train import train_segmentation
+from tests.seg.conftest import sphere_config
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -54,11 +37,11 @@ def test_training_learns_and_writes_checkpoints_and_curves(sphere_model: Path) -
 
 
 def test_resume_continues_where_it_stopped(sphere_cases: dict[str, list[Path]], tmp_path: Path) -> None:
-    train_segmentation(_cfg(sphere_cases, tmp_path, epochs=2))
+    train_segmentation(sphere_config(sphere_cases, tmp_path, epochs=2))
     first = _rows(tmp_path / "metrics.csv")
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert state["epoch"] == 1 and "optimizer" in state
-    result = train_segmentation(_cfg(sphere_cases, tmp_path, epochs=4, resume=True))
+    result = train_segmentation(sphere_config(sphere_cases, tmp_path, epochs=4, resume=True))
     rows = _rows(tmp_path / "metrics.csv")
     assert result.epochs_run == 2
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
@@ -66,11 +49,11 @@ def test_resume_continues_where_it_stopped(sphere_cases: dict[str, list[Path]], 
     # the cosine schedule follows the new length: after epoch 3 of 4, lr = 5e-3 * (1 + cos(3/4 pi)) / 2
     assert float(rows[2]["lr"]) == pytest.approx(5e-3 * (1 + math.cos(0.75 * math.pi)) / 2)
     with pytest.raises(ConfigError, match="other settings"):
-        train_segmentation(_cfg(sphere_cases, tmp_path, epochs=5, width=8, resume=True))
+        train_segmentation(sphere_config(sphere_cases, tmp_path, epochs=5, width=8, resume=True))
 
 
 def test_amp_training_runs_on_cpu_in_bfloat16(sphere_cases: dict[str, list[Path]], tmp_path: Path) -> None:
-    result = train_segmentation(_cfg(sphere_cases, tmp_path, epochs=1, amp=True))
+    result = train_segmentation(sphere_config(sphere_cases, tmp_path, epochs=1, amp=True))
     assert result.rows[0]["train_loss"] == result.rows[0]["train_loss"]  # not NaN
     assert (tmp_path / "best.pt").exists()
 
@@ -107,4 +90,4 @@ def test_ddp_under_torchrun_with_two_processes(sphere_cases: dict[str, list[Path
 
 def test_bad_settings_are_refused(sphere_cases: dict[str, list[Path]], tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="at least 1"):
-        train_segmentation(_cfg(sphere_cases, tmp_path, epochs=0))
+        train_segmentation(sphere_config(sphere_cases, tmp_path, epochs=0))

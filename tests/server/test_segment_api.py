@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import nibabel as nib
 import numpy as np
+import pytest
 from pypdf import PdfReader
 
 
@@ -55,6 +56,7 @@ def test_report_with_segmentation_cites_the_volumes(live_server: str, brain_data
     assert r.status_code == 200, r.text
     text = "".join(p.extract_text() or "" for p in PdfReader(io.BytesIO(r.content)).pages)
     assert "brain" in text and "mL" in text and "Measurements" in text
+    assert "segmentation (brain)" in text  # the mask drawn on the slice where it is largest
 
 
 def test_segment_as_dicom_seg_from_an_allowed_series_folder(
@@ -87,3 +89,36 @@ def test_segment_as_dicom_seg_from_an_allowed_series_folder(
         uri = "data:application/dicom;base64," + base64.b64encode(one.read_bytes()).decode()
         r = client.post("/v1/segment", json={"image": uri, "format": "dicom-seg"})
         assert r.status_code == 422 and "3-D volume" in r.json()["error"]["message"]
+
+
+def test_openai_chat_with_segment_cites_the_volumes(
+    live_server: str, brain_data: dict[str, Path], dicom_files: dict[str, Path]
+) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=f"{live_server}/v1", api_key="unused", max_retries=0)
+
+    def ask(image_uri: str) -> str:
+        out = client.chat.completions.create(
+            model="tiny",
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": image_uri}},
+                        {"type": "text", "text": "Is the brain volume normal?"},
+                    ],
+                }
+            ],
+            max_tokens=6,
+            extra_body={"segment": True},
+        )
+        return out.choices[0].message.content or ""
+
+    answer = ask(nifti_uri(brain_data["test_image"]))
+    assert "Measurements (brain-mask" in answer and "brain: " in answer and " mL" in answer
+    xray = (
+        "data:application/dicom;base64," + base64.b64encode(dicom_files["RG1_UNCI.dcm"].read_bytes()).decode()
+    )
+    with pytest.raises(openai.BadRequestError, match="needs a 3-D volume"):
+        ask(xray)  # a radiograph cannot be segmented in 3-D

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,15 +29,20 @@ RECORD_CHAT_CHANGES = """
 """
 
 
+def launch(playwright: Any) -> Any:
+    """Debian's Chromium, offline-friendly (no sandbox in containers, no background network)."""
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
+    )
+
+
 def test_lab_in_a_real_browser(live_server: str, dicom_files: dict[str, Path]) -> None:
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-        )
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         outside: list[str] = []
         page.on("request", lambda r: None if r.url.startswith(live_server) else outside.append(r.url))
@@ -93,10 +99,7 @@ def test_segmentation_overlay_and_grounded_answer_in_a_real_browser(
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-        )
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.goto(f"{live_server}/")
         page.wait_for_selector("#files")

@@ -100,6 +100,7 @@ def train(
     from rich.progress import Progress
 
     from medvlab.errors import look_up_option
+    from medvlab.seg.model import NETS
     from medvlab.seg.train import SegTrainConfig, train_segmentation
 
     cfg = SegTrainConfig(
@@ -108,7 +109,7 @@ def train(
         output_dir=output,
         val_images=val_images,
         val_labels=val_labels,
-        net=look_up_option(net, ("unet", "segresnet", "swinunetr"), "network"),
+        net=look_up_option(net, NETS, "network"),
         width=width,
         patch=patch,
         spacing=_floats(spacing, "--spacing"),
@@ -147,17 +148,17 @@ def train(
 
 @seg_app.command("predict")
 def predict(
-    image: Path = typer.Argument(..., help="DICOM series folder, DICOM file or NIfTI file."),
+    images: list[Path] = typer.Argument(..., help="DICOM series folders, DICOM files or NIfTI files."),
     model: str = MODEL,
     output: Path = typer.Option(Path("."), "--output", "-o", help="Folder for <name>_seg.nii.gz (+ .dcm)."),
-    nifti: Path | None = typer.Option(None, "--nifti", help="NIfTI mask path (default: in --output)."),
-    dicom_seg: Path | None = typer.Option(None, "--dicom-seg", help="DICOM SEG path (DICOM input only)."),
+    nifti: Path | None = typer.Option(None, "--nifti", help="NIfTI mask path (one input; default: in -o)."),
+    dicom_seg: Path | None = typer.Option(None, "--dicom-seg", help="DICOM SEG path (one DICOM input)."),
     device: str | None = options.DEVICE,
     overlap: float = typer.Option(0.5, "--overlap", help="Sliding-window overlap, 0-0.9."),
     amp: bool = typer.Option(False, "--amp", help="bf16/fp16 autocast."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON (one object per input)."),
 ) -> None:
-    """Segment a volume: NIfTI mask on the input's grid, DICOM SEG for DICOM input, volumes in mL."""
+    """Segment volumes: NIfTI mask on each input's grid, DICOM SEG for DICOM input, volumes in mL."""
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
@@ -165,35 +166,57 @@ def predict(
     from medvlab.devices import resolve_device
     from medvlab.errors import ConfigError
     from medvlab.seg.infer import InferenceOptions, Predictor
-    from medvlab.seg.study import default_outputs, segment_study
+    from medvlab.seg.study import StudyResult, default_outputs, segment_study
 
     if not 0 <= overlap < 1:
         raise ConfigError(f"--overlap {overlap} is outside 0-0.9.", "Use e.g. --overlap 0.5.")
+    if len(images) > 1 and (nifti or dicom_seg):
+        raise ConfigError(
+            "--nifti and --dicom-seg name one file, but several inputs were given.",
+            "Use --output DIR for several inputs (each gets <name>_seg.nii.gz / .dcm).",
+        )
     dev = resolve_device(device, dtype="float32").torch_device
     predictor = Predictor.load(model, dev, InferenceOptions(overlap=overlap, amp=amp))
-    default_nifti, default_seg = default_outputs(image, output)
+    results: list[tuple[Path, StudyResult]] = []
     with Progress(transient=True) as bar:
-        task = bar.add_task("Reading", total=None)
+        studies = bar.add_task("Segmenting", total=len(images))
+        reading = bar.add_task("Reading", total=None)
+        for image in images:
+            default_nifti, default_seg = default_outputs(image, output)
+            bar.update(reading, completed=0, total=None, description=f"Reading {image.name}")
 
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            def progress(done: int, total: int) -> None:
+                bar.update(reading, completed=done, total=total)
 
-        result = segment_study(
-            image, predictor, nifti or default_nifti, dicom_seg or default_seg, Path(model).stem, progress
-        )
+            def windows(done: int, total: int) -> None:
+                bar.update(reading, completed=done, total=total, description="Segmenting")
+
+            result = segment_study(
+                image,
+                predictor,
+                nifti or default_nifti,
+                dicom_seg or default_seg,
+                Path(model).stem,
+                progress,
+                windows,
+            )
+            results.append((image, result))
+            bar.advance(studies)
     if as_json:
-        typer.echo(json.dumps(result.summary(), indent=2))
+        payload = [{"input": str(image), **r.summary()} for image, r in results]
+        typer.echo(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
         return
-    table = Table(title=f"{image.name}: volumes (research use only, not a diagnosis)")
-    table.add_column("structure")
-    table.add_column("volume (mL)", justify="right")
-    for name, ml in result.segmentation.volumes_ml.items():
-        table.add_row(name, f"{ml:.1f}")
+    table = Table(title="Volumes (research use only, not a diagnosis)")
+    for col in ("input", "structure", "volume (mL)", "seconds"):
+        table.add_column(col, justify="right" if col in ("volume (mL)", "seconds") else "left")
+    for image, result in results:
+        for name, ml in result.segmentation.volumes_ml.items():
+            table.add_row(image.name, name, f"{ml:.1f}", f"{result.timings['total']:.2f}")
     Console().print(table)
-    for path in (result.nifti, result.dicom_seg):
-        if path:
-            typer.echo(f"wrote {path}")
-    typer.echo(f"{result.timings['total']:.2f} s")
+    for _, result in results:
+        for path in (result.nifti, result.dicom_seg):
+            if path:
+                typer.echo(f"wrote {path}")
 
 
 @seg_app.command("eval")

@@ -9,8 +9,9 @@ memory and ``torch.compile``, and only over the bounding box of the body/head (a
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,10 +92,12 @@ def window_logits(
     spec: SegSpec,
     options: InferenceOptions,
     device: torch.device,
+    progress: Progress | None = None,
 ) -> torch.Tensor:
     """Sliding-window class scores (C, X, Y, Z) of ``forward`` over a prepared (1, X, Y, Z) volume.
 
-    Used by prediction and by validation during training, so both score the same way.
+    Used by prediction and by validation during training, so both score the same way. ``progress`` is
+    called with (batches done, batches in all) as the windows run.
     """
     from monai.inferers import SlidingWindowInferer
 
@@ -113,14 +116,36 @@ def window_logits(
         out[0] = 1
         return out
     region = x[(slice(None), *box)] if box is not None else x
+    run = forward
+    if progress is not None:
+        report = progress
+        total = math.ceil(window_count(region.shape[1:], spec.patch, options.overlap) / options.sw_batch_size)
+        done = [0]
+
+        def counted(batch: torch.Tensor) -> torch.Tensor:
+            out = forward(batch)
+            done[0] += 1
+            report(done[0], total)
+            return out
+
+        run = counted
     with torch.inference_mode():
-        scores = inferer(region[None].to(device), forward)[0]
+        scores = inferer(region[None].to(device), run)[0]
     if box is None:
         return scores.cpu()
     full = torch.full((spec.num_classes, *x.shape[1:]), -1e4)
     full[0] = 1e4  # outside the box: background
     full[(slice(None), *box)] = scores.cpu()
     return full
+
+
+def window_count(shape: Sequence[int], patch: Sequence[int], overlap: float) -> int:
+    """How many windows MONAI's sliding-window inferer runs over ``shape`` (its scan-interval rule)."""
+    n = 1
+    for size, roi in zip(shape, patch, strict=True):
+        step = max(int(roi * (1 - overlap)), 1) if roi < size else roi
+        n *= math.ceil(max(size - roi, 0) / step) + 1
+    return n
 
 
 class Predictor:
@@ -164,10 +189,7 @@ class Predictor:
 
     def logits(self, x: torch.Tensor, progress: Progress | None = None) -> torch.Tensor:
         """Class scores (C, X, Y, Z) for a prepared (1, X, Y, Z) volume, by Gaussian-blended windows."""
-        scores = window_logits(self._run, x, self.spec, self.options, self.device)
-        if progress:
-            progress(1, 1)
-        return scores
+        return window_logits(self._run, x, self.spec, self.options, self.device, progress)
 
     def predict(self, image: MedImage, progress: Progress | None = None) -> Segmentation:
         """Segment a volume: labels on its own grid and each structure's volume in millilitres."""

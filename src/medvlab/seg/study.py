@@ -50,12 +50,16 @@ def segment_study(
     dicom_seg: Path | None = None,
     model_name: str = "medvlab",
     progress: Progress | None = None,
+    inference_progress: Progress | None = None,
 ) -> StudyResult:
-    """Segment the image at ``source`` and write the requested outputs (either may be None)."""
+    """Segment the image at ``source`` and write the requested outputs (either may be None).
+
+    ``progress`` follows the reading of DICOM files, ``inference_progress`` the batches of windows.
+    """
     t0 = time.perf_counter()
     image = load(source, limits=SEG_LIMITS, progress=progress)
     t1 = time.perf_counter()
-    seg = predictor.predict(image)
+    seg = predictor.predict(image, inference_progress)
     timings = {"load": t1 - t0, **seg.timings}
     result = StudyResult(seg, image, timings=timings)
     if nifti is not None:

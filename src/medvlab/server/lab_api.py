@@ -82,7 +82,8 @@ def report(body: ReportRequest, request: Request, lab: Lab = Depends(get_lab)) -
     generation = lab.generation_options(max_new_tokens=body.max_new_tokens)
     hits = lab.kb_search(body.question, body.kb) if body.kb else []
     with admit(request, lab) as guard:
-        volumes = lab.segment(image).volumes_ml if body.segment else None
+        segmentation = lab.segment(image) if body.segment else None
+        volumes = segmentation.volumes_ml if segmentation is not None else None
         answer = body.answer or "".join(
             lab.chat(turns, prompt, generation, cancel=guard.cancel, grounding=hits, measurements=volumes)
         )
@@ -95,7 +96,7 @@ def report(body: ReportRequest, request: Request, lab: Lab = Depends(get_lab)) -
         structured=findings,
         heatmaps=heatmaps,
         citations=hits,
-        volumes_ml=volumes,
+        segmentation=segmentation,
         language=body.language,
     )
     if body.format == "dicom":

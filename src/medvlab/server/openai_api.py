@@ -68,6 +68,17 @@ def to_turns(lab: Lab, body: ChatCompletionRequest) -> tuple[list[Turn], str | N
     return turns, ("\n\n".join(system) or None)
 
 
+def _measured_volumes(lab: Lab, turns: list[Turn]) -> dict[str, float]:
+    """Volumes (mL) of the lab's segmentation of the first 3-D grayscale image in the conversation."""
+    volume = next((im for t in turns for im in t.images if im.is_volume and not im.is_rgb), None)
+    if volume is None:
+        raise RequestError(
+            "segment=true needs a 3-D volume among the images.",
+            "Send a CT/MR series or a NIfTI file, or leave segment out.",
+        )
+    return lab.segment(volume).volumes_ml
+
+
 @router.post("/chat/completions", response_model=None)
 def chat_completions(
     body: ChatCompletionRequest, request: Request, lab: Lab = Depends(get_lab)
@@ -101,7 +112,10 @@ def chat_completions(
             chunks: Iterator[str] = iter([json.dumps(data, ensure_ascii=False)])
         else:
             hits = lab.kb_search(turns[-1].text, body.kb) if body.kb and turns else []
-            chunks = lab.chat(turns, prompt, generation, stats, cancel=guard.cancel, grounding=hits)
+            volumes = _measured_volumes(lab, turns) if body.segment else None
+            chunks = lab.chat(
+                turns, prompt, generation, stats, cancel=guard.cancel, grounding=hits, measurements=volumes
+            )
     except BaseException:
         guard.release()
         raise

@@ -67,6 +67,8 @@ class ChatCompletionRequest(BaseModel):
     """``json_object`` uses medvlab's findings schema; ``json_schema`` with a ``schema`` uses that one."""
     kb: int = Field(default=0, ge=0, le=20)
     """Ground the answer in this many knowledge-base snippets (0: none)."""
+    segment: bool = False
+    """Segment the first 3-D image and give the measured volumes to the model (listed after the answer)."""
 
 
 class ImageRequest(BaseModel):

@@ -229,9 +229,13 @@ def build_ui(lab: Lab) -> gr.Blocks:
         t = TEXT[LANGS.get(lang_label, "en")]
         if image is None or image.is_rgb or image.n_slices < 2:
             raise gr.Error(t["need_volume"])
-        progress(0.1, desc=t["segment"])
+        progress(0.0, desc=t["segment"])
+
+        def report(done: int, total: int) -> None:
+            progress((done, total), desc=t["segment"])
+
         try:
-            seg = lab.segment(image)
+            seg = lab.segment(image, progress=report)
         except MedvlabError as exc:
             raise gr.Error(str(exc)) from exc
         rows = [[name, f"{ml:.1f}"] for name, ml in seg.volumes_ml.items()]
@@ -343,7 +347,7 @@ def build_ui(lab: Lab) -> gr.Blocks:
                 structured=session.get("structured"),
                 heatmaps=session.get("heatmaps") or [],
                 citations=session.get("hits") or [],
-                volumes_ml=seg.volumes_ml if seg is not None else None,
+                segmentation=seg,
                 language=language,  # type: ignore[arg-type]
             )
         except MedvlabError as exc:
