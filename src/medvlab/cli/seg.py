@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -130,7 +131,8 @@ def train(
         resume=resume,
         workers=workers,
     )
-    with Progress() as bar:
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
+    with Progress(disable=not main_rank) as bar:
         task = bar.add_task("Training", total=epochs)
 
         def on_epoch(epoch: int, total: int, row: dict[str, float]) -> None:
@@ -140,6 +142,8 @@ def train(
             )
 
         result = train_segmentation(cfg, on_epoch)
+    if not main_rank:
+        return
     typer.echo(
         f"best val Dice {result.best_dice:.4f} (epoch {result.best_epoch}); "
         f"wrote {output / 'best.pt'}, {output / 'metrics.csv'}, {output / 'curves.png'}"
