@@ -47,7 +47,7 @@ def bench_infer(repeats: int) -> None:
 
     from medvlab.imaging.io import load
     from medvlab.seg.data import normalize, to_ras
-    from medvlab.seg.infer import InferenceOptions, autocast_dtype, foreground_box, window_logits
+    from medvlab.seg.infer import InferenceOptions, Predictor, foreground_box
     from medvlab.seg.model import load_checkpoint
     from medvlab.seg.sample import colin27_paths
 
@@ -71,21 +71,9 @@ def bench_infer(repeats: int) -> None:
         return out  # type: ignore[return-value]
 
     def ours(**kw: bool) -> Callable[[], torch.Tensor]:
-        opts = InferenceOptions(overlap=0.5, sw_batch_size=4, **kw)
-        model = net
-        if opts.channels_last:
-            model = net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
-        fwd = torch.compile(model) if opts.compile else model
-
-        def run(batch: torch.Tensor) -> torch.Tensor:
-            if opts.channels_last:
-                batch = batch.contiguous(memory_format=torch.channels_last_3d)
-            if opts.amp:
-                with torch.autocast("cpu", dtype=autocast_dtype(device)):
-                    return fwd(batch).float()
-            return fwd(batch)
-
-        return lambda: window_logits(run, x, spec, opts, device)
+        # a fresh copy of the network per variant (channels-last conversion changes a module in place)
+        predictor = Predictor(ckpt, device, InferenceOptions(overlap=0.5, sw_batch_size=4, **kw))
+        return lambda: predictor.logits(x)
 
     peer = timed(monai, repeats)
     # Agreement of the labels with the run that differs only in the option added: the no-crop run
