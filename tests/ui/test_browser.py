@@ -6,6 +6,7 @@ the answer stream in, exports the PDF report, and saves a screenshot to ``artifa
 
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 from typing import Any
@@ -129,3 +130,37 @@ def test_segmentation_overlay_and_grounded_answer_in_a_real_browser(
         assert "Measurements (brain-mask" in chat and "brain:" in chat and "mL" in chat
         page.screenshot(path=str(ARTIFACTS / "segmentation.png"), full_page=True)
         browser.close()
+
+
+def test_segmenting_an_uploaded_dicom_series_offers_a_dicom_seg(
+    live_server: str, brain_data: dict[str, Path]
+) -> None:
+    """All 181 files of a series dropped in the browser: the SEG offered for download references them."""
+    import highdicom as hd
+    import pydicom
+    from playwright.sync_api import sync_playwright
+
+    files = sorted(brain_data["test_dicom"].iterdir())
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(f"{live_server}/")
+        page.wait_for_selector("#files")
+        page.set_input_files("#files input[type=file]", [str(f) for f in files])
+        page.wait_for_function(
+            "document.querySelector('#image-info').innerText.includes('dicom-series')", timeout=120_000
+        )
+        page.click("#segment")
+        link = page.wait_for_selector("#seg-files a[href*='seg.dcm']", timeout=120_000)
+        assert link is not None
+        data = page.request.get(link.get_attribute("href") or "").body()
+        assert page.query_selector("#seg-files a[href*='mask.nii.gz']") is not None
+        browser.close()
+    seg = hd.seg.segread(io.BytesIO(data))
+    sources = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files}
+    referenced = {
+        str(i.ReferencedSOPInstanceUID)
+        for s in seg.ReferencedSeriesSequence
+        for i in s.ReferencedInstanceSequence
+    }
+    assert referenced and referenced <= sources

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +56,19 @@ def write_nifti(labels: np.ndarray, image: MedImage, path: Path, source: Path | 
     return path
 
 
-def source_datasets(source: Path, image: MedImage) -> list[Dataset]:
-    """The DICOM headers a segmentation of ``image`` was made from, in the image's slice order."""
+def _files(source: Path | Sequence[Path]) -> list[Path]:
+    if isinstance(source, Path):
+        return list_files(source) if source.is_dir() else [source]
+    return [Path(p) for p in source]
+
+
+def source_datasets(source: Path | Sequence[Path], image: MedImage) -> list[Dataset]:
+    """The DICOM headers a segmentation of ``image`` was made from, in the image's slice order.
+
+    ``source`` is what was loaded: a series folder, one DICOM file, or the list of files of a series.
+    """
     uids: list[str] = list(image.metadata.get("SOPInstanceUIDs", []))
-    files = list_files(source) if source.is_dir() else [source]
+    files = _files(source)
     by_uid: dict[str, Dataset] = {}
     for f in files:
         if not is_dicom_file(f) and f.suffix.lower() not in (".dcm", ".dicom", ".ima"):
@@ -72,7 +82,7 @@ def source_datasets(source: Path, image: MedImage) -> list[Dataset]:
     missing = [u for u in uids if u not in by_uid]
     if not uids or missing:
         raise ConfigError(
-            f"The DICOM files behind '{source}' could not all be found again ({len(missing)} missing).",
+            f"The DICOM files behind the image could not all be found again ({len(missing)} missing).",
             "Pass the series folder or file that was segmented.",
         )
     return [by_uid[u] for u in uids]
@@ -81,18 +91,22 @@ def source_datasets(source: Path, image: MedImage) -> list[Dataset]:
 def write_dicom_seg(
     labels: np.ndarray,
     image: MedImage,
-    source: Path,
+    source: Path | Sequence[Path],
     spec: SegSpec,
     path: Path,
     model_name: str = "medvlab",
 ) -> Path:
-    """A DICOM Segmentation (highdicom, binary, one segment per structure) referencing the source series."""
+    """A DICOM Segmentation (highdicom, binary, one segment per structure) referencing the source series.
+
+    ``source`` is what was loaded: a series folder, one DICOM file, or the list of files of a series.
+    """
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    if source.is_file() and not is_dicom_file(source):
+    name = source.name if isinstance(source, Path) else f"{len(source)} files"
+    if not image.source_format.startswith("dicom"):
         raise ConfigError(
-            f"'{source.name}' is not DICOM, so a DICOM SEG has no series to reference.",
+            f"'{name}' is not DICOM, so a DICOM SEG has no series to reference.",
             "Use the NIfTI output for NIfTI input, or segment the DICOM series.",
         )
     sources = source_datasets(source, image)
@@ -116,7 +130,7 @@ def write_dicom_seg(
         seg = _segmentation(hd, sources, labels, descriptions, model_name)
     except ValueError as exc:  # highdicom checks the source's modules (frame of reference, geometry, ...)
         raise ConfigError(
-            f"A DICOM SEG cannot reference '{source.name}': {exc}",
+            f"A DICOM SEG cannot reference '{name}': {exc}",
             "Use the NIfTI output for this image.",
         ) from exc
     path.parent.mkdir(parents=True, exist_ok=True)

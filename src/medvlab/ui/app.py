@@ -75,6 +75,7 @@ TEXT: dict[str, dict[str, str]] = {
         "structure": "structure",
         "volume_ml": "volume (mL)",
         "need_volume": "Segmentation needs a 3-D grayscale volume (DICOM series or NIfTI).",
+        "seg_files": "Mask files (NIfTI; DICOM SEG for DICOM input)",
     },
     "zh": {
         "title": "## medvlab — 医学影像视觉实验室",
@@ -123,6 +124,7 @@ TEXT: dict[str, dict[str, str]] = {
         "structure": "结构",
         "volume_ml": "体积（mL）",
         "need_volume": "分割需要三维灰度容积（DICOM 序列或 NIfTI）。",
+        "seg_files": "掩膜文件（NIfTI；DICOM 输入另附 DICOM SEG）",
     },
 }
 LANGS = {"English": "en", "中文": "zh"}
@@ -224,6 +226,7 @@ def build_ui(lab: Lab) -> gr.Blocks:
         index: float,
         window: str,
         lang_label: str,
+        files: Any = None,
         progress: gr.Progress = gr.Progress(),
     ) -> tuple[Any, ...]:
         t = TEXT[LANGS.get(lang_label, "en")]
@@ -242,7 +245,27 @@ def build_ui(lab: Lab) -> gr.Blocks:
         # jump to the slice where the structures are largest, so the overlay is seen at once
         areas = (seg.labels > 0).sum(axis=(1, 2))
         best = int(areas.argmax()) + 1 if areas.any() else int(index)
-        return seg, on_view(image, best, window, seg), rows, gr.update(value=best)
+        return (
+            seg,
+            on_view(image, best, window, seg),
+            rows,
+            gr.update(value=best),
+            _seg_files(image, seg, files),
+        )
+
+    def _seg_files(image: MedImage, seg: Segmentation, files: Any) -> list[str]:
+        """The mask as NIfTI, and as a DICOM SEG referencing the uploaded series when it was DICOM."""
+        from medvlab.seg.outputs import write_dicom_seg, write_nifti
+
+        folder = Path(tempfile.mkdtemp(prefix="medvlab-seg-"))
+        out = [str(write_nifti(seg.labels, image, folder / "mask.nii.gz"))]
+        if image.source_format.startswith("dicom"):
+            try:
+                sources = [Path(p) for p in _paths(files)]
+                out.append(str(write_dicom_seg(seg.labels, image, sources, seg.spec, folder / "seg.dcm")))
+            except MedvlabError as exc:  # e.g. no frame of reference: the NIfTI is still offered
+                gr.Warning(str(exc))
+        return out
 
     def _turns(history: list[dict[str, Any]], question: str, image: MedImage) -> list[Turn]:
         turns: list[Turn] = []
@@ -461,6 +484,7 @@ def build_ui(lab: Lab) -> gr.Blocks:
             gr.update(value=t["segment"]),
             gr.update(label=t["volumes"], headers=[t["structure"], t["volume_ml"]]),
             gr.update(label=t["use_volumes"]),
+            gr.update(label=t["seg_files"]),
             f"<small>{DISCLAIMERS[language]}</small>",
         )
 
@@ -490,6 +514,7 @@ def build_ui(lab: Lab) -> gr.Blocks:
                     elem_id="volumes",
                 )
                 volumes_on = gr.Checkbox(False, label=t["use_volumes"], elem_id="use-volumes")
+                seg_files = gr.File(label=t["seg_files"], file_count="multiple", elem_id="seg-files")
             with gr.Column(scale=1):
                 chatbot = gr.Chatbot(label=t["chat"], height=460, elem_id="chat")
                 question = gr.Textbox(
@@ -545,14 +570,16 @@ def build_ui(lab: Lab) -> gr.Blocks:
         seg_state = gr.State(None)
 
         files.change(on_load, [files, window], [image_state, info, preview, slice_slider], api_name="load")
-        files.change(lambda: (None, []), None, [seg_state, volumes_table], api_visibility="private")
+        files.change(
+            lambda: (None, [], None), None, [seg_state, volumes_table, seg_files], api_visibility="private"
+        )
         view_inputs = [image_state, slice_slider, window, seg_state]
         slice_slider.change(on_view, view_inputs, preview, api_visibility="private")
         window.change(on_view, view_inputs, preview, api_visibility="private")
         segment_btn.click(
             on_segment,
-            [image_state, slice_slider, window, lang],
-            [seg_state, preview, volumes_table, slice_slider],
+            [image_state, slice_slider, window, lang, files],
+            [seg_state, preview, volumes_table, slice_slider, seg_files],
             api_visibility="private",
         )
         inputs = [
@@ -630,6 +657,7 @@ def build_ui(lab: Lab) -> gr.Blocks:
                 segment_btn,
                 volumes_table,
                 volumes_on,
+                seg_files,
                 footer,
             ],
             api_visibility="private",
