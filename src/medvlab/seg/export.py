@@ -112,17 +112,19 @@ def _onnx(
 
     path = out / "model.onnx"
     batch = torch.export.Dim("batch", min=1, max=64)
-    torch.onnx.export(
-        net,
-        (x,),
-        str(path),
-        input_names=["image"],
-        output_names=["logits"],
-        dynamic_shapes={"x": {0: batch}},
-        dynamo=True,
-        verbose=False,
-        external_data=False,
-    )
+    with warnings.catch_warnings():  # the exporter's own deprecation chatter (pytree internals)
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.onnx.export(
+            net,
+            (x,),
+            str(path),
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_shapes={"x": {0: batch}},
+            dynamo=True,
+            verbose=False,
+            external_data=False,
+        )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
     def run() -> np.ndarray:

@@ -65,9 +65,13 @@ class Segmentation:
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype:
+    """The reduced precision autocast uses on ``device``: bf16 where it is native (recent GPUs, CPU),
+    else fp16 (older GPUs, MPS, NPU/MLU — the dtype their vendor stacks support everywhere)."""
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16
+    if device.type == "cpu":
+        return torch.bfloat16
+    return torch.float16
 
 
 def foreground_box(

@@ -236,7 +236,7 @@ def train_segmentation(cfg: SegTrainConfig, on_epoch: EpochCallback | None = Non
         opt, lambda e: 0.5 * (1 + math.cos(math.pi * min(e, cfg.epochs) / cfg.epochs))
     )
     amp_dtype = autocast_dtype(device) if cfg.amp else None
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    scaler = _grad_scaler(device, amp_dtype == torch.float16)
 
     start, best, best_epoch, rows = 0, -1.0, -1, []
     last_path = out / "last.pt"
@@ -317,6 +317,15 @@ def train_segmentation(cfg: SegTrainConfig, on_epoch: EpochCallback | None = Non
     if ctx.enabled:
         dist.destroy_process_group()
     return TrainResult(out, best, best_epoch, cfg.epochs - start, rows)
+
+
+def _grad_scaler(device: torch.device, enabled: bool) -> torch.amp.GradScaler:
+    """Loss scaling for fp16 training; a device whose stack has no GradScaler trains unscaled."""
+    try:
+        return torch.amp.GradScaler(device.type, enabled=enabled)
+    except (RuntimeError, ValueError) as exc:  # e.g. a vendor device without scaler support
+        logger.warning("no gradient scaler for %s (%s); fp16 training runs unscaled", device.type, exc)
+        return torch.amp.GradScaler(device.type, enabled=False)
 
 
 def _prepare_pair(p: tuple[Path, Path], spec: SegSpec, binarize: bool) -> tuple[torch.Tensor, torch.Tensor]:
