@@ -135,3 +135,18 @@ def brain_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     if not (MRICRON_DIR / "ch2.nii.gz").exists():
         pytest.skip("Colin27 is missing: apt-get install mricron-data")
     return write_sample_data(tmp_path_factory.mktemp("brain"))
+
+
+@pytest.fixture(scope="session")
+def brain_seg_label(brain_data: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Colin27's BET mask as a DICOM SEG referencing the Colin27 DICOM series (as Slicer would export)."""
+    from medvlab.imaging.io import load
+    from medvlab.seg.model import LabelInfo, SegSpec
+    from medvlab.seg.outputs import write_dicom_seg
+
+    series = load(brain_data["test_dicom"])
+    mask = (load(brain_data["test_label"]).pixels > 0).astype("uint8")  # same grid as the series
+    spec = SegSpec(labels=[LabelInfo("brain")])
+    return write_dicom_seg(
+        mask, series, brain_data["test_dicom"], spec, tmp_path_factory.mktemp("seg") / "bet.dcm"
+    )

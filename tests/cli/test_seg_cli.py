@@ -102,3 +102,22 @@ def test_predict_several_studies_at_once(brain_data: dict[str, Path], tmp_path: 
     assert all(d["dicom_seg"] is None for d in data)  # NIfTI in: no SEG to reference
     result = runner.invoke(app, ["seg", "predict", *inputs, "--nifti", str(tmp_path / "x.nii.gz")])
     assert result.exit_code != 0 and "several inputs" in str(result.exception)
+
+
+def test_eval_against_a_dicom_seg_reference(
+    brain_data: dict[str, Path], brain_seg_label: Path, tmp_path: Path
+) -> None:
+    """Ground truth as a DICOM SEG (e.g. from 3D Slicer) over the DICOM series: the same score as NIfTI."""
+    args = ["seg", "eval", "--images", str(brain_data["test_dicom"]), "--labels", str(brain_seg_label)]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    dice = json.loads((tmp_path / "a" / "summary.json").read_text())["brain"]["dice_mean"]
+    assert dice >= 0.90
+    # saved SEG predictions scored against the SEG reference, with the series to put both on its grid
+    out = runner.invoke(app, ["seg", "predict", str(brain_data["test_dicom"]), "-o", str(tmp_path / "p")])
+    assert out.exit_code == 0, out.output
+    pred = tmp_path / "p" / "colin27_dicom_seg.dcm"
+    result = runner.invoke(app, [*args, "--pred", str(pred), "-o", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    again = json.loads((tmp_path / "b" / "summary.json").read_text())["brain"]["dice_mean"]
+    assert again == dice

@@ -119,3 +119,20 @@ def test_argmax_channels_matches_torch_argmax() -> None:
 
     scores = torch.randn(4, 9, 10, 11, generator=torch.Generator().manual_seed(0))
     assert torch.equal(argmax_channels(scores), scores.argmax(0).to(torch.uint8))
+
+
+def test_a_dicom_seg_label_lands_on_the_grid_of_its_series(
+    brain_data: dict[str, Path], brain_seg_label: Path, dicom_files: dict[str, Path]
+) -> None:
+    from medvlab.imaging.io import load
+    from medvlab.seg.data import is_dicom_seg, load_label
+
+    series = load(brain_data["test_dicom"])
+    label = load_label(brain_seg_label, series)
+    truth = load(brain_data["test_label"]).pixels > 0
+    assert is_dicom_seg(brain_seg_label) and not is_dicom_seg(brain_data["test_label"])
+    assert label.pixels.shape == series.pixels.shape and np.array_equal(label.pixels > 0, truth)
+    with pytest.raises(ConfigError, match="needs the DICOM series"):
+        load_label(brain_seg_label)
+    with pytest.raises(ConfigError, match="does not fit"):
+        load_label(brain_seg_label, load(dicom_files["emri_small.dcm"]))  # another image entirely

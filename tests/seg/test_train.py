@@ -91,3 +91,25 @@ def test_ddp_under_torchrun_with_two_processes(sphere_cases: dict[str, list[Path
 def test_bad_settings_are_refused(sphere_cases: dict[str, list[Path]], tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="at least 1"):
         train_segmentation(sphere_config(sphere_cases, tmp_path, epochs=0))
+
+
+def test_training_on_a_dicom_series_with_a_dicom_seg_label(
+    brain_data: dict[str, Path], brain_seg_label: Path, tmp_path: Path
+) -> None:
+    from medvlab.seg.train import SegTrainConfig
+
+    cfg = SegTrainConfig(
+        images=[str(brain_data["test_dicom"])],
+        labels=[str(brain_seg_label)],
+        output_dir=tmp_path,
+        width=4,
+        patch=32,
+        spacing=(4.0, 4.0, 4.0),
+        epochs=2,
+        steps_per_epoch=2,
+        augment=False,
+    )
+    result = train_segmentation(cfg)
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert [label.name for label in best.spec.labels] == ["label_1"]  # segment 1 of the SEG
+    assert result.rows[-1]["val_dice"] > 0

@@ -251,20 +251,20 @@ def evaluate(
     from medvlab.seg.infer import Predictor
     from medvlab.seg.model import load_checkpoint
 
-    if bool(pred) == bool(images):
+    if not pred and not images:
         raise ConfigError(
-            "Pass either --pred (saved masks) or --images (to predict with --model).", "Pick one."
+            "Nothing to score.",
+            "Pass --pred (saved masks) or --images (predicted with --model); with --pred, --images names "
+            "the DICOM series that DICOM SEG files refer to.",
         )
     ckpt = load_checkpoint(model)
     names = [label.name for label in ckpt.spec.labels]
     if pred:
-        scores = evaluate_files(pred, labels, names, binarize)
+        scores = evaluate_files(pred, labels, names, binarize, images)
     else:
-        from medvlab.seg.data import load_volume
-
         predictor = Predictor(ckpt, resolve_device(device, dtype="float32").torch_device)
         scores = evaluate_model(
-            lambda p: predictor.predict(load_volume(p)).labels, images, labels, names, binarize
+            lambda image: predictor.predict(image).labels, images, labels, names, binarize
         )
     summary = write_scores(scores, output)
     table = Table(title="Segmentation scores")

@@ -201,6 +201,78 @@ def load_volume(path: Path) -> MedImage:
     return load(path, limits=SEG_LIMITS)
 
 
+SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+"""SOP Class UID of DICOM Segmentation Storage."""
+
+
+def is_dicom_seg(path: Path) -> bool:
+    """True for a DICOM Segmentation object (e.g. exported by 3D Slicer or written by medvlab)."""
+    import pydicom
+
+    from medvlab.imaging.dicom import is_dicom_file
+
+    if not (path.is_file() and is_dicom_file(path)):
+        return False
+    try:
+        return str(pydicom.dcmread(path, stop_before_pixels=True).get("SOPClassUID", "")) == SEG_STORAGE
+    except Exception:  # unreadable header: not a SEG; the image loader reports the file properly
+        return False
+
+
+def load_label(path: Path, reference: MedImage | None = None) -> MedImage:
+    """A label volume from NIfTI/DICOM, or from a DICOM SEG put on the grid of the image it references.
+
+    A SEG stores frames per source instance (empty ones often omitted), so it becomes a label array only
+    against ``reference``, the DICOM image it was drawn on: segment numbers become label values.
+    """
+    if not is_dicom_seg(path):
+        return load_volume(path)
+    import highdicom as hd
+
+    if reference is None or not reference.source_format.startswith("dicom"):
+        raise ConfigError(
+            f"'{path.name}' is a DICOM SEG; it needs the DICOM series it was drawn on to become a volume.",
+            "Pass that series with --images.",
+        )
+    seg = hd.seg.segread(path)
+    uids = list(reference.metadata.get("SOPInstanceUIDs", []))
+    referenced = {
+        str(item.ReferencedSOPInstanceUID)
+        for series in seg.get("ReferencedSeriesSequence", [])
+        for item in series.get("ReferencedInstanceSequence", [])
+    }
+    if not referenced & set(uids):  # highdicom would return an all-empty volume without complaint
+        raise ConfigError(
+            f"The DICOM SEG '{path.name}' does not fit the image it was paired with: it references none "
+            "of its instances.",
+            "Pair each SEG with the series it references (same sorted order).",
+        )
+    try:
+        if len(uids) == reference.n_slices:  # a series of single-frame images
+            pixels = seg.get_pixels_by_source_instance(
+                source_sop_instance_uids=uids, combine_segments=True, assert_missing_frames_are_empty=True
+            )
+        else:  # one multi-frame image
+            pixels = seg.get_pixels_by_source_frame(
+                source_sop_instance_uid=uids[0],
+                source_frame_numbers=list(range(1, reference.n_slices + 1)),
+                combine_segments=True,
+                assert_missing_frames_are_empty=True,
+            )
+    except (ValueError, KeyError, IndexError) as exc:  # highdicom: the SEG references other instances
+        raise ConfigError(
+            f"The DICOM SEG '{path.name}' does not fit the image it was paired with ({exc}).",
+            "Pair each SEG with the series it references (same sorted order).",
+        ) from exc
+    return MedImage(
+        np.asarray(pixels, dtype=np.uint8),
+        spacing=reference.spacing,
+        affine=reference.affine,
+        modality="SEG",
+        source_format="dicom-seg",
+    )
+
+
 def brain_distance(label: torch.Tensor, spacing: Sequence[float]) -> torch.Tensor:
     """Distance (mm) of each voxel from the foreground, used to paint a synthetic head around it."""
     from scipy.ndimage import distance_transform_edt
@@ -221,7 +293,7 @@ class LoadPreparedd(MapTransform):
         d = dict(data)
         image = load_volume(Path(d["image"]))
         x, geo = prepare(image, self.spec, normalized=not self.synth_head)
-        y = prepare_label(load_volume(Path(d["label"])), geo, self.spec, self.binarize)
+        y = prepare_label(load_label(Path(d["label"]), image), geo, self.spec, self.binarize)
         d["image"], d["label"] = x, y
         if self.synth_head:
             d["dist"] = brain_distance(y, self.spec.spacing)

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from medvlab.errors import ConfigError, ImageLoadError
-from medvlab.seg.data import expand, grayscale, load_volume
+from medvlab.imaging.types import MedImage
+from medvlab.seg.data import expand, grayscale, load_label, load_volume
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +81,11 @@ def case_name(path: Path) -> str:
     return name
 
 
-def truth_labels(path: Path, binarize: bool) -> tuple[np.ndarray, tuple[float, float, float]]:
-    image = load_volume(path)
+def label_array(
+    path: Path, binarize: bool, reference: MedImage | None = None
+) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Integer labels (or a 0/1 mask with ``binarize``) and spacing from NIfTI, DICOM or DICOM SEG."""
+    image = load_label(path, reference)
     pixels = grayscale(image, f"The label '{path.name}'")
     values = (pixels > 0) if binarize else np.rint(pixels)
     return values.astype(np.uint8), image.spacing
@@ -92,36 +96,44 @@ def evaluate_files(
     labels: Sequence[str | Path],
     names: Sequence[str],
     binarize: bool = False,
+    images: Sequence[str | Path] = (),
 ) -> list[CaseScore]:
-    """Score saved predictions against labels, paired in sorted file-name order."""
+    """Score saved predictions against labels, paired in sorted file-name order.
+
+    ``images`` (optional, same order) are the DICOM series that DICOM SEG predictions or labels refer to.
+    """
     pred_paths, label_paths = expand(preds, "predictions"), expand(labels, "labels")
-    if len(pred_paths) != len(label_paths):
+    image_paths = expand(images, "images") if images else []
+    if len(pred_paths) != len(label_paths) or (image_paths and len(image_paths) != len(label_paths)):
         raise ConfigError(
-            f"{len(pred_paths)} prediction(s) but {len(label_paths)} label(s).",
-            "Give one label per prediction; they are paired in sorted file-name order.",
+            f"{len(pred_paths)} prediction(s), {len(label_paths)} label(s)"
+            + (f" and {len(image_paths)} image(s)." if image_paths else "."),
+            "Give one label (and image) per prediction; they are paired in sorted file-name order.",
         )
     scores: list[CaseScore] = []
-    for pp, lp in zip(pred_paths, label_paths, strict=True):
-        truth, spacing = truth_labels(lp, binarize)
-        pred, _ = truth_labels(pp, False)
+    for i, (pp, lp) in enumerate(zip(pred_paths, label_paths, strict=True)):
+        reference = load_volume(image_paths[i]) if image_paths else None
+        truth, spacing = label_array(lp, binarize, reference)
+        pred, _ = label_array(pp, False, reference)
         scores += score_case(case_name(lp), pred, truth, spacing, names)
     return scores
 
 
 def evaluate_model(
-    predict: Callable[[Path], np.ndarray],
+    predict: Callable[[MedImage], np.ndarray],
     images: Sequence[str | Path],
     labels: Sequence[str | Path],
     names: Sequence[str],
     binarize: bool = False,
 ) -> list[CaseScore]:
-    """Predict each image with ``predict`` and score it against its label."""
+    """Predict each image with ``predict`` and score it against its label (NIfTI, DICOM or DICOM SEG)."""
     from medvlab.seg.data import pair
 
     scores: list[CaseScore] = []
     for img, lab in pair(images, labels):
-        truth, spacing = truth_labels(lab, binarize)
-        scores += score_case(case_name(img), predict(img), truth, spacing, names)
+        image = load_volume(img)
+        truth, spacing = label_array(lab, binarize, image)
+        scores += score_case(case_name(img), predict(image), truth, spacing, names)
     return scores
 
 

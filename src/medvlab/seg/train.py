@@ -30,6 +30,7 @@ from medvlab.errors import ConfigError
 from medvlab.seg.data import (
     LoadPreparedd,
     argmax_channels,
+    load_label,
     load_volume,
     pad_to_patch,
     pair,
@@ -136,12 +137,12 @@ def _spacing(paths: list[Path]) -> tuple[float, float, float]:
     return (float(med[0]), float(med[1]), float(med[2]))
 
 
-def _label_names(cfg: SegTrainConfig, labels: list[Path]) -> list[str]:
+def _label_names(cfg: SegTrainConfig, pairs: list[tuple[Path, Path]]) -> list[str]:
     if cfg.label_names:
         return list(cfg.label_names)
     if cfg.binarize:
         return ["foreground"]
-    top = max(int(np.max(load_volume(p).pixels)) for p in labels)
+    top = max(int(np.max(load_label(lab, load_volume(img)).pixels)) for img, lab in pairs)
     if top < 1:
         raise ConfigError("The labels hold no foreground voxels.", "Check --labels (or use --binarize).")
     return [f"label_{i}" for i in range(1, top + 1)]
@@ -149,7 +150,7 @@ def _label_names(cfg: SegTrainConfig, labels: list[Path]) -> list[str]:
 
 def build_spec(cfg: SegTrainConfig, pairs: list[tuple[Path, Path]]) -> SegSpec:
     patch = (cfg.patch,) * 3 if isinstance(cfg.patch, int) else tuple(cfg.patch)
-    names = _label_names(cfg, [lab for _, lab in pairs])
+    names = _label_names(cfg, pairs)
     infos = [LabelInfo(n, TISSUE, BRAIN if n.lower() == "brain" else TISSUE) for n in names]
     return SegSpec(
         net=cfg.net,
@@ -329,8 +330,9 @@ def _grad_scaler(device: torch.device, enabled: bool) -> torch.amp.GradScaler:
 
 
 def _prepare_pair(p: tuple[Path, Path], spec: SegSpec, binarize: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    x, geo = prepare(load_volume(p[0]), spec)
-    return x, prepare_label(load_volume(p[1]), geo, spec, binarize)
+    image = load_volume(p[0])
+    x, geo = prepare(image, spec)
+    return x, prepare_label(load_label(p[1], image), geo, spec, binarize)
 
 
 def _validate(
