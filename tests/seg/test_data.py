@@ -136,3 +136,13 @@ def test_a_dicom_seg_label_lands_on_the_grid_of_its_series(
         load_label(brain_seg_label)
     with pytest.raises(ConfigError, match="does not fit"):
         load_label(brain_seg_label, load(dicom_files["emri_small.dcm"]))  # another image entirely
+
+
+def test_a_folder_of_dicom_segs_is_one_case_per_file(brain_seg_label: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from medvlab.seg.data import expand
+
+    for name in ("b.dcm", "a.dcm"):
+        shutil.copy(brain_seg_label, tmp_path / name)
+    assert [p.name for p in expand([tmp_path], "labels")] == ["a.dcm", "b.dcm"]

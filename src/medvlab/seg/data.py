@@ -167,13 +167,22 @@ def to_image_space(probs: torch.Tensor, geo: Geometry) -> np.ndarray:
 
 
 def expand(patterns: Sequence[str | Path], what: str) -> list[Path]:
-    """Files from paths, folders (NIfTI files or one DICOM series each) and glob patterns, sorted."""
+    """Files from paths, folders and glob patterns, sorted.
+
+    A folder gives its NIfTI files, or its DICOM SEG files (one case each), or else is one DICOM series.
+    """
     out: list[Path] = []
     for pattern in patterns:
         p = Path(pattern).expanduser()
         if p.is_dir():
-            nifti = sorted(q for q in p.iterdir() if q.name.lower().endswith((".nii", ".nii.gz")))
-            out.extend(nifti or [p])
+            files = sorted(q for q in p.iterdir() if q.is_file())
+            nifti = [q for q in files if q.name.lower().endswith((".nii", ".nii.gz"))]
+            segs = (
+                [q for q in files if is_dicom_seg(q)]
+                if not nifti and files and is_dicom_seg(files[0])
+                else []
+            )
+            out.extend(nifti or segs or [p])
         elif p.exists():
             out.append(p)
         else:
