@@ -220,8 +220,7 @@ class Lab:
             return turns
         from medvlab.kb.retrieve import grounding_text
 
-        last = turns[-1]
-        return [*turns[:-1], Turn("user", grounding_text(hits, language) + last.text, last.images)]
+        return _before_question(turns, grounding_text(hits, language))
 
     def _check(self, turns: list[Turn]) -> None:
         if not turns or turns[-1].role != "user":
@@ -254,9 +253,9 @@ class Lab:
         language = resolve_language(turns, prompt)
         turns = self._grounded(turns, grounding, language)
         if measurements:
-            last = turns[-1]
-            prefix = measurements_text(measurements, language, self.settings.seg_model)
-            turns = [*turns[:-1], Turn("user", prefix + last.text, last.images)]
+            turns = _before_question(
+                turns, measurements_text(measurements, language, self.settings.seg_model)
+            )
         messages = build_messages(turns, prompt)
         backend = self.backend
         chunks = backend.stream(messages, generation, stats, cancel)
@@ -530,6 +529,12 @@ class Lab:
         """One image (or volume), one question -> streamed answer."""
         img = image if isinstance(image, MedImage) else self.load_image(image)
         return self.chat([Turn("user", question, [img])], prompt, generation, stats)
+
+
+def _before_question(turns: list[Turn], text: str) -> list[Turn]:
+    """The turns with ``text`` (retrieved snippets, measurements) put before the last user question."""
+    last = turns[-1]
+    return [*turns[:-1], Turn("user", text + last.text, last.images)]
 
 
 def _is_remote(ref: str) -> bool:

@@ -125,11 +125,23 @@ def prepare(image: MedImage, spec: SegSpec, normalized: bool = True) -> tuple[to
     return x, geo
 
 
+def label_values(pixels: np.ndarray, binarize: bool) -> np.ndarray:
+    """uint8 label values: every non-zero voxel is 1 with ``binarize``, else values rounded to integers."""
+    return ((pixels > 0) if binarize else np.rint(pixels)).astype(np.uint8)
+
+
+def case_name(path: Path) -> str:
+    """A file's name without its image suffix (``.nii.gz``, ``.nii``, ``.dcm``): the case it holds."""
+    name = path.name
+    for suffix in (".nii.gz", ".nii", ".dcm"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 def prepare_label(label: MedImage, geo: Geometry, spec: SegSpec, binarize: bool) -> torch.Tensor:
     """A label volume in the same network space as its image (nearest-neighbour resampling)."""
-    pixels = grayscale(label, "The label")
-    values = (pixels > 0) if binarize else np.rint(pixels)
-    ras, _, _ = to_ras(values.astype(np.uint8), label.affine)
+    ras, _, _ = to_ras(label_values(grayscale(label, "The label"), binarize), label.affine)
     if ras.shape != geo.native_shape:
         raise ImageLoadError(
             f"The label has shape {ras.shape} but its image {geo.native_shape} (RAS order).",

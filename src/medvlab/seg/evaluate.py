@@ -17,7 +17,8 @@ import torch
 
 from medvlab.errors import ConfigError, ImageLoadError
 from medvlab.imaging.types import MedImage
-from medvlab.seg.data import expand, grayscale, load_label, load_volume
+from medvlab.seg.data import case_name, expand, grayscale, label_values, load_label, load_volume, pair
+from medvlab.seg.infer import volumes_ml
 
 logger = logging.getLogger(__name__)
 
@@ -57,28 +58,12 @@ def score_case(
         hd = compute_hausdorff_distance(p, t, include_background=False, percentile=95, spacing=list(spacing))[
             0
         ]
-    voxel_ml = float(np.prod(spacing)) / 1000
-    out = []
-    for i, name in enumerate(names):
-        out.append(
-            CaseScore(
-                case,
-                name,
-                round(float(dice[i]), 5),
-                round(float(hd[i]), 3),
-                round(float((pred == i + 1).sum()) * voxel_ml, 2),
-                round(float((truth == i + 1).sum()) * voxel_ml, 2),
-            )
-        )
-    return out
-
-
-def case_name(path: Path) -> str:
-    name = path.name
-    for suffix in (".nii.gz", ".nii", ".dcm"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    spacing3 = (float(spacing[0]), float(spacing[1]), float(spacing[2]))
+    pred_ml, true_ml = volumes_ml(pred, spacing3, list(names)), volumes_ml(truth, spacing3, list(names))
+    return [
+        CaseScore(case, name, round(float(dice[i]), 5), round(float(hd[i]), 3), pred_ml[name], true_ml[name])
+        for i, name in enumerate(names)
+    ]
 
 
 def label_array(
@@ -86,9 +71,7 @@ def label_array(
 ) -> tuple[np.ndarray, tuple[float, float, float]]:
     """Integer labels (or a 0/1 mask with ``binarize``) and spacing from NIfTI, DICOM or DICOM SEG."""
     image = load_label(path, reference)
-    pixels = grayscale(image, f"The label '{path.name}'")
-    values = (pixels > 0) if binarize else np.rint(pixels)
-    return values.astype(np.uint8), image.spacing
+    return label_values(grayscale(image, f"The label '{path.name}'"), binarize), image.spacing
 
 
 def evaluate_files(
@@ -127,8 +110,6 @@ def evaluate_model(
     binarize: bool = False,
 ) -> list[CaseScore]:
     """Predict each image with ``predict`` and score it against its label (NIfTI, DICOM or DICOM SEG)."""
-    from medvlab.seg.data import pair
-
     scores: list[CaseScore] = []
     for img, lab in pair(images, labels):
         image = load_volume(img)

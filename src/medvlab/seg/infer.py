@@ -78,16 +78,14 @@ def foreground_box(
     x: torch.Tensor, margin: int, threshold: float = 0.02
 ) -> tuple[slice, slice, slice] | None:
     """Bounding box of voxels brighter than ``threshold`` (after 0-1 scaling), or None if all dark."""
-    mask = x[0] > threshold
-    if not bool(mask.any()):
+    from monai.transforms.utils import generate_spatial_bounding_box
+
+    start, end = generate_spatial_bounding_box(
+        x, select_fn=lambda v: v > threshold, margin=margin, allow_smaller=True
+    )
+    if all(s == e for s, e in zip(start, end, strict=True)):  # MONAI's answer for "nothing selected"
         return None
-    box = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hits = torch.nonzero(mask.any(dim=other)).flatten()
-        lo, hi = int(hits[0]) - margin, int(hits[-1]) + 1 + margin
-        box.append(slice(max(lo, 0), min(hi, x.shape[1 + axis])))
-    return box[0], box[1], box[2]
+    return slice(start[0], end[0]), slice(start[1], end[1]), slice(start[2], end[2])
 
 
 def window_logits(

@@ -11,7 +11,7 @@ from typing import Any
 from medvlab.imaging.dicom import Progress
 from medvlab.imaging.io import load
 from medvlab.imaging.types import MedImage
-from medvlab.seg.data import SEG_LIMITS
+from medvlab.seg.data import SEG_LIMITS, case_name
 from medvlab.seg.infer import Predictor, Segmentation
 from medvlab.seg.outputs import is_nifti, write_dicom_seg, write_nifti
 
@@ -36,10 +36,7 @@ class StudyResult:
 
 def default_outputs(source: Path, out_dir: Path) -> tuple[Path, Path | None]:
     """``<name>_seg.nii.gz`` always; ``<name>_seg.dcm`` for DICOM input (SEG must reference a series)."""
-    name = source.name
-    for suffix in (".nii.gz", ".nii", ".dcm"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
+    name = case_name(source)
     return out_dir / f"{name}_seg.nii.gz", (None if is_nifti(source) else out_dir / f"{name}_seg.dcm")
 
 

@@ -30,6 +30,7 @@ from medvlab.errors import ConfigError
 from medvlab.seg.data import (
     LoadPreparedd,
     argmax_channels,
+    is_dicom_seg,
     load_label,
     load_volume,
     pad_to_patch,
@@ -142,7 +143,11 @@ def _label_names(cfg: SegTrainConfig, pairs: list[tuple[Path, Path]]) -> list[st
         return list(cfg.label_names)
     if cfg.binarize:
         return ["foreground"]
-    top = max(int(np.max(load_label(lab, load_volume(img)).pixels)) for img, lab in pairs)
+    # the image is read only when the label is a DICOM SEG, which needs it as its grid
+    top = max(
+        int(np.max(load_label(lab, load_volume(img) if is_dicom_seg(lab) else None).pixels))
+        for img, lab in pairs
+    )
     if top < 1:
         raise ConfigError("The labels hold no foreground voxels.", "Check --labels (or use --binarize).")
     return [f"label_{i}" for i in range(1, top + 1)]
