@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from medvlab.errors import ConfigError
@@ -57,6 +57,15 @@ class Settings(BaseSettings):
     """Folders from which the API may read images by local path; empty refuses all local paths."""
     max_upload_mb: float = Field(default=512.0, gt=0)
     """Largest accepted upload or data URI, in MiB (request bodies may be 40 % larger: base64)."""
+    max_slice_pixels: int = Field(default=8192 * 8192, ge=1)
+    """Largest rows x columns of one slice a request may decode. The model sees 896 x 896 pictures; an
+    8k x 8k radiograph is already 80 times more, so larger ones are refused with a fix, not decoded."""
+    max_request_voxels: int = Field(default=512 * 2**20, ge=1)
+    """Largest number of decoded voxels (slices x rows x columns) of one request's image: a 2,000-slice
+    512 x 512 CT fits. With ``max_concurrency`` decoding at once, this bounds the memory of decoding."""
+    ui_file_ttl_s: float = Field(default=900.0, gt=0)
+    """How long files the web UI offers for download (masks, reports) stay on disk before they are
+    deleted; uploads themselves are deleted as soon as they are read."""
     api_keys: list[str] = Field(default_factory=list)
     """Keys accepted as ``Authorization: Bearer <key>`` (or ``X-API-Key``); empty: no auth, loopback only."""
     max_concurrency: int = Field(default=2, ge=1, le=256)
@@ -78,10 +87,39 @@ class Settings(BaseSettings):
     kb_url: str | None = None
     """Database URL of the knowledge base; None means SQLite at ``<cache_dir>/kb.sqlite``."""
 
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_not_empty(cls, keys: list[str]) -> list[str]:
+        bad = [i for i, k in enumerate(keys) if not k.strip()]
+        if bad:
+            raise ValueError(
+                "MEDVLAB_API_KEYS holds an empty key, which would let requests without a key in. "
+                "Fix: remove it, or set real keys, e.g. MEDVLAB_API_KEYS='[\"<random key>\"]' "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(32))' makes one)."
+            )
+        if any(k != k.strip() for k in keys):
+            raise ValueError(
+                "An API key in MEDVLAB_API_KEYS starts or ends with spaces. Fix: remove the spaces."
+            )
+        return keys
+
 
 def settings_with(**overrides: Any) -> Settings:
     """Settings from the environment, with the overrides that are not None (e.g. CLI flags) on top."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:  # one line naming each bad setting and its fix, not a traceback
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ())) or 'settings'}: "
+            f"{str(err.get('msg', '')).removeprefix('Value error, ')}"
+            for err in exc.errors()
+        )
+        problem, _, fix = problems.partition(" Fix: ")
+        raise ConfigError(
+            f"Invalid settings: {problem}", fix or "Correct the MEDVLAB_* variable or flag."
+        ) from exc
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,72 @@ class NotFoundError(MedvlabError):
     """A named resource (model, preset, route object) does not exist."""
 
 
+class PromptTooLongError(RequestError):
+    """The question (with its images) does not fit the model's context window."""
+
+
+class GenerationError(MedvlabError):
+    """The model was loaded but generating an answer failed (not a client error, not a load failure)."""
+
+
+class StructuredOutputError(GenerationError):
+    """The model's constrained output did not complete (usually: too few new tokens)."""
+
+
+class ExplainError(MedvlabError):
+    """An attention map cannot be computed for this model or input."""
+
+
+class KnowledgeBaseError(MedvlabError):
+    """A knowledge-base file or query cannot be used."""
+
+
+class DataError(MedvlabError):
+    """A training record is malformed; the message names the file and line."""
+
+
+class OverloadedError(MedvlabError):
+    """More requests than the server runs plus queues; ``retry_after`` says when to try again (s)."""
+
+    def __init__(self, problem: str, fix: str, retry_after: int) -> None:
+        super().__init__(problem, fix)
+        self.retry_after = retry_after
+
+
+class ClientGoneError(MedvlabError):
+    """The client disconnected before its request was served; the work was dropped."""
+
+
+HTTP_STATUS: list[tuple[type[MedvlabError], int]] = [
+    (ImageTooLargeError, 413),
+    (UnsupportedFormatError, 415),
+    (ImageLoadError, 422),
+    (InputRefusedError, 403),
+    (GatedModelError, 503),
+    (ModelNotFoundError, 503),
+    (ModelLoadError, 503),
+    (DeviceError, 503),
+    (NotFoundError, 404),
+    (PromptTooLongError, 400),
+    (RequestError, 400),
+    (ConfigError, 400),
+    (KnowledgeBaseError, 422),
+    (DataError, 422),
+    (ExplainError, 422),
+    (StructuredOutputError, 502),
+    (GenerationError, 500),
+    (ExportError, 500),
+    (OverloadedError, 429),
+    (ClientGoneError, 499),
+]
+"""The HTTP status of each error class (first match wins, so subclasses come before their bases).
+Every class above has its own row; a test walks the hierarchy to keep it so."""
+
+
+def http_status(exc: MedvlabError) -> int:
+    return next((code for cls, code in HTTP_STATUS if isinstance(exc, cls)), 500)
+
+
 def look_up_option(value: str, options: Iterable[str], what: str) -> str:
     """Return ``value`` if it is one of ``options`` (case-insensitive), else raise with a suggestion.
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from medvlab.errors import KnowledgeBaseError
 from medvlab.kb import KnowledgeBase, read_snippets
-from medvlab.kb.ingest import KnowledgeBaseError, read_file
+from medvlab.kb.ingest import read_file
 from medvlab.kb.retrieve import grounding_text, references_text, tokenize
 from medvlab.kb.store import Snippet
 

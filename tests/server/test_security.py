@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from medvlab.config import Settings
-from medvlab.errors import InputRefusedError
+from medvlab.errors import InputRefusedError, OverloadedError
 from medvlab.server.app import create_app
-from medvlab.server.security import Admission, OverloadedError, bind_host
+from medvlab.server.security import Admission, bind_host
 from medvlab.services import Lab
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from medvlab.config import PromptOptions
-from medvlab.train.data import DataError, ImageCache, load_dpo, load_sft
+from medvlab.errors import DataError
+from medvlab.train.data import ImageCache, load_dpo, load_sft
 from tests.helpers import write_jsonl, write_series
 
 

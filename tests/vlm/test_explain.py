@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 from medvlab.config import PromptOptions
+from medvlab.errors import ExplainError
 from medvlab.services import Lab
-from medvlab.vlm.explain import ExplainError, attention_grids, cell_box, colormap, grid_to_heatmap, overlay
+from medvlab.vlm.explain import attention_grids, cell_box, colormap, grid_to_heatmap, overlay
 from medvlab.vlm.prompting import Turn, build_messages
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from medvlab.config import GenerationOptions
+from medvlab.errors import StructuredOutputError
 from medvlab.services import Lab
 from medvlab.vlm.engine import StreamStats
 from medvlab.vlm.prompting import DISCLAIMERS, Turn
-from medvlab.vlm.structured import FIELDS, StructuredOutputError, parse, schema_for, token_budget
+from medvlab.vlm.structured import FIELDS, parse, schema_for, token_budget
 
 
 def test_schema_fields_and_budget() -> None:

@@ -18,7 +18,7 @@ def add(files: list[Path] = typer.Argument(..., help=".txt/.md/.json/.jsonl/.csv
 
     lab = Lab(settings_with())
     n = lab.kb_add(files)
-    typer.echo(f"added {n} snippet(s); the knowledge base now holds {lab.kb.store.count()}")
+    typer.echo(f"added {n} snippet(s); the knowledge base now holds {lab.kb_count()}")
 
 
 @kb_app.command("search")
@@ -33,17 +33,7 @@ def search(
 
     hits = Lab(settings_with()).kb_search(query, k)
     if as_json:
-        rows = [
-            {
-                "rank": h.rank,
-                "score": round(h.score, 5),
-                "via": list(h.via),
-                "title": h.snippet.title,
-                "source": h.snippet.source,
-                "text": h.snippet.text,
-            }
-            for h in hits
-        ]
+        rows = [{**h.as_dict(), "score": round(h.score, 5)} for h in hits]
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
     if not hits:

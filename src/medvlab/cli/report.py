@@ -27,28 +27,26 @@ def report(
     from rich.console import Console
 
     from medvlab.config import settings_with
-    from medvlab.reports.dicom import encapsulate_pdf
     from medvlab.services import Lab
-    from medvlab.vlm.prompting import Turn
+    from medvlab.services.report import ReportRequest, as_dicom, make_report
 
     err = Console(stderr=True)
     lab = Lab(settings_with(model=model, device=device, adapter=adapter))
     img = lab.load_image(image)
-    turns = [Turn("user", question, [img])]
-    prompt = lab.prompt_options(window)
-    generation = lab.generation_options(max_new_tokens=max_new_tokens)
-    hits = lab.kb_search(question, kb) if kb else []
-    with err.status("Answering…"):
-        answer = "".join(lab.chat(turns, prompt, generation, grounding=hits))
-        findings = lab.structured(turns, prompt, generation) if structured else None
-        heatmaps = lab.explain(turns, answer, prompt) if heatmap else []
-    pdf = lab.report(
-        img, [(question, answer)], window=window, structured=findings, heatmaps=heatmaps, citations=hits
+    req = ReportRequest(
+        question=question,
+        window=window,
+        max_new_tokens=max_new_tokens,
+        structured=structured,
+        heatmap=heatmap,
+        kb=kb,
     )
+    with err.status("Answering…"):
+        pdf, _ = make_report(lab, img, req)
     output.write_bytes(pdf)
     typer.echo(f"wrote {output} ({len(pdf) // 1024} KiB)")
     if dicom:
-        encapsulate_pdf(pdf, img.metadata).save_as(dicom, enforce_file_format=True)
+        dicom.write_bytes(as_dicom(pdf, img))
         typer.echo(
             f"wrote {dicom} (DICOM Encapsulated PDF, study {img.metadata.get('StudyInstanceUID', 'new')})"
         )

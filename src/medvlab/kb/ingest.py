@@ -9,17 +9,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from medvlab.errors import ImageLoadError, MedvlabError
+from medvlab.errors import ImageLoadError, KnowledgeBaseError
 from medvlab.kb.store import Snippet
 from medvlab.vlm.prompting import detect_language
 
 SUFFIXES = (".txt", ".md", ".markdown", ".json", ".jsonl", ".csv")
 MAX_CHARS = 1500
 """Longer texts are split at paragraph breaks into passages of at most about this many characters."""
-
-
-class KnowledgeBaseError(MedvlabError):
-    """A knowledge-base file or query cannot be used."""
 
 
 def _split(text: str) -> list[str]:

@@ -51,6 +51,18 @@ class Hit:
         s = self.snippet
         return f"[{self.rank}] {s.title} ({s.source})" if s.source else f"[{self.rank}] {s.title}"
 
+    def as_dict(self) -> dict[str, Any]:
+        """The hit as JSON (the API's and the CLI's ``--json`` form)."""
+        return {
+            "rank": self.rank,
+            "score": self.score,
+            "via": list(self.via),
+            "citation": self.citation(),
+            "title": self.snippet.title,
+            "source": self.snippet.source,
+            "text": self.snippet.text,
+        }
+
 
 class KnowledgeBase:
     """A store plus lazily built indexes, rebuilt when the store changes."""

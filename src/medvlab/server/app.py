@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from medvlab import __version__
+from medvlab import __version__, scratch
 from medvlab.errors import MedvlabError
-from medvlab.server import lab_api, openai_api
 from medvlab.server.errors import install_error_handlers
+from medvlab.server.routes import ROUTERS
 from medvlab.server.security import Admission, ApiKeyMiddleware, BodyLimitMiddleware, key_ok
 from medvlab.services import Lab
 
@@ -27,17 +27,36 @@ def _preload(lab: Lab) -> None:
         logger.error("the model could not be loaded; the lab runs without it: %s", exc)
 
 
+def _reap(stop: threading.Event, ttl_s: float) -> None:
+    """Delete scratch files (UI downloads, Gradio's cache) older than ``ttl_s`` until ``stop``."""
+    while not stop.wait(min(60.0, ttl_s / 4)):
+        try:
+            scratch.reap(ttl_s)
+        except OSError as exc:  # a file in use or gone already: try again next round
+            logger.warning("could not clean scratch files: %s", exc)
+
+
 def create_app(lab: Lab | None = None, ui: bool = True, preload: bool = True) -> FastAPI:
     """Build the app around ``lab``. ``preload`` loads the model at start-up instead of on first use."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     lab = lab or Lab()
 
+    scratch.sweep_stale()  # identified temp files a crashed earlier run could not remove
+    stop = threading.Event()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if preload:  # load in the background: the lab answers /healthz (status "loading") at once
             threading.Thread(target=_preload, args=(lab,), name="medvlab-preload", daemon=True).start()
-        yield
+        reaper = threading.Thread(
+            target=_reap, args=(stop, lab.settings.ui_file_ttl_s), name="medvlab-reaper", daemon=True
+        )
+        reaper.start()
+        try:
+            yield
+        finally:
+            stop.set()
 
     app = FastAPI(
         title="medvlab",
@@ -49,8 +68,8 @@ def create_app(lab: Lab | None = None, ui: bool = True, preload: bool = True) ->
     s = lab.settings
     app.state.admission = Admission(s.max_concurrency, s.max_queue, s.request_timeout_s)
     install_error_handlers(app)
-    app.include_router(openai_api.router)
-    app.include_router(lab_api.router)
+    for router in ROUTERS:
+        app.include_router(router)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, object]:
@@ -69,21 +88,29 @@ def create_app(lab: Lab | None = None, ui: bool = True, preload: bool = True) ->
         }
 
     if ui:
+        # Gradio keeps uploads and the files it serves here: inside this process's private scratch
+        # folder, removed at exit and swept at the next start-up after a crash (set before the UI's
+        # components are built: they read it when constructed).
+        os.environ["GRADIO_TEMP_DIR"] = str(scratch.root() / "ui")
         import gradio as gr
 
         from medvlab.ui.app import THEME, build_ui
 
         # with API keys the UI asks for one at a login page (any user name, the key as password)
         auth = (lambda _user, password: key_ok(password, s.api_keys)) if s.api_keys else None
+        demo = build_ui(lab)
         app = gr.mount_gradio_app(
             app,
-            build_ui(lab),
+            demo,
             path="/",
             footer_links=["api"],
             theme=THEME,
             auth=auth,
             auth_message="medvlab: sign in with an API key as the password." if auth else None,
         )
+        # Gradio checks that files named in a request were uploaded only once the Blocks has "launched";
+        # a Blocks mounted into FastAPI never launches, so without this any server path could be named.
+        demo.has_launched = True
     # outermost first: the size limit runs before anything reads a body, then the key check
     app.add_middleware(ApiKeyMiddleware, keys=list(s.api_keys))
     app.add_middleware(BodyLimitMiddleware, max_bytes=int(s.max_upload_mb * 2**20 * 1.4) + 2**20)

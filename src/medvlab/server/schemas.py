@@ -53,7 +53,8 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1, le=32768)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
+    """Sampling seed (the range torch.manual_seed takes)."""
     min_tokens: int = Field(default=0, ge=0, le=32768)
     """Generate at least this many tokens (as vLLM's extension of the OpenAI API)."""
     # medvlab extensions

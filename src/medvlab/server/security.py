@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -12,18 +13,15 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from medvlab.errors import MedvlabError
+from medvlab.errors import ClientGoneError, OverloadedError
 
 PUBLIC_PATHS = ("/healthz",)
 API_PREFIXES = ("/v1", "/docs", "/openapi.json", "/redoc")
 
 
-class OverloadedError(MedvlabError):
-    """More requests than the server runs plus queues; ``retry_after`` says when to try again."""
-
-    def __init__(self, problem: str, fix: str, retry_after: int) -> None:
-        super().__init__(problem, fix)
-        self.retry_after = retry_after
+def mib(n: float) -> str:
+    """A size for a message, precise enough that a body just over a limit does not read as the limit."""
+    return f"{n / 2**20:.2f} MiB" if n < 10 * 2**20 else f"{n / 2**20:.1f} MiB"
 
 
 def key_ok(presented: str | None, keys: list[str]) -> bool:
@@ -90,10 +88,10 @@ class BodyLimitMiddleware:
             return
         headers = dict(scope.get("headers", []))
         length = headers.get(b"content-length")
-        fix = f"Send at most {self.max_bytes // 2**20} MiB (MEDVLAB_MAX_UPLOAD_MB raises the limit)."
+        fix = f"Send at most {mib(self.max_bytes)} (MEDVLAB_MAX_UPLOAD_MB raises the limit)."
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await _json(
-                send, 413, f"The request body is {int(length) // 2**20} MiB. Fix: {fix}", "ImageTooLargeError"
+                send, 413, f"The request body is {mib(int(length))}. Fix: {fix}", "ImageTooLargeError"
             )
             return
         received = 0
@@ -127,14 +125,21 @@ class BodyLimitMiddleware:
 class Admission:
     """At most ``concurrency`` generations at once and ``queue`` waiting; the rest get 429 at once.
 
-    Thread-based (generation runs in worker threads): ``slot()`` blocks while queued, up to ``timeout``.
+    Thread-based (generation runs in worker threads): ``acquire()`` blocks while queued, up to ``timeout``,
+    and gives up as soon as ``cancel`` is set (the client went away). ``Retry-After`` is computed from the
+    measured time a request holds its slot (an exponential moving average), ``seconds_per_request`` being
+    only the first guess before anything was measured.
     """
+
+    POLL_S = 0.1
+    """How often a queued request checks whether its client is still there."""
 
     def __init__(
         self, concurrency: int, queue: int, timeout: float, seconds_per_request: float = 10.0
     ) -> None:
         self.concurrency, self.queue, self.timeout = concurrency, queue, timeout
         self.seconds_per_request = seconds_per_request
+        self.measured = 0
         self.active = 0
         self.waiting = 0
         self._cond = threading.Condition()
@@ -148,10 +153,24 @@ class Admission:
                 "queue_limit": self.queue,
             }
 
-    def acquire(self) -> None:
+    def observe(self, seconds: float) -> None:
+        """Fold one request's time in its slot into the estimate behind ``Retry-After``."""
+        with self._cond:
+            if self.measured == 0:
+                self.seconds_per_request = seconds
+            else:
+                self.seconds_per_request = 0.7 * self.seconds_per_request + 0.3 * seconds
+            self.measured += 1
+
+    def retry_after(self) -> int:
+        """Seconds until a slot is likely free: the queue ahead of a new request, at the measured pace."""
+        ahead = self.waiting + 1
+        return max(1, math.ceil(self.seconds_per_request * ahead / self.concurrency - 1e-9))
+
+    def acquire(self, cancel: threading.Event | None = None) -> None:
         with self._cond:
             if self.active >= self.concurrency and self.waiting >= self.queue:
-                retry = max(1, round(self.seconds_per_request * (self.waiting + 1) / self.concurrency))
+                retry = self.retry_after()
                 raise OverloadedError(
                     f"The lab is busy: {self.active} generation(s) running and {self.waiting} waiting.",
                     f"Retry after {retry} s (MEDVLAB_MAX_CONCURRENCY / MEDVLAB_MAX_QUEUE raise the limits).",
@@ -161,10 +180,18 @@ class Admission:
             try:
                 deadline = time.monotonic() + self.timeout
                 while self.active >= self.concurrency:
+                    if cancel is not None and cancel.is_set():
+                        raise ClientGoneError(
+                            "The client left while its request was queued; it was dropped.",
+                            "Keep the connection open until the answer arrives.",
+                        )
                     left = deadline - time.monotonic()
                     if left <= 0:
-                        raise OverloadedError("Waited too long for a free slot.", "Retry later.", 5)
-                    self._cond.wait(left)
+                        retry = self.retry_after()
+                        raise OverloadedError(
+                            "Waited too long for a free slot.", f"Retry after {retry} s.", retry
+                        )
+                    self._cond.wait(min(left, self.POLL_S))
                 self.active += 1
             finally:
                 self.waiting -= 1
@@ -183,9 +210,9 @@ class Admission:
             self.release()
 
 
-def timed_cancel(seconds: float) -> tuple[threading.Event, Any]:
+def timed_cancel(seconds: float, event: threading.Event | None = None) -> tuple[threading.Event, Any]:
     """An event that sets itself after ``seconds`` (the generation timeout) and the timer to cancel."""
-    event = threading.Event()
+    event = event if event is not None else threading.Event()
     timer = threading.Timer(seconds, event.set)
     timer.daemon = True
     timer.start()
@@ -196,17 +223,18 @@ _DONE = object()
 
 
 class Guard:
-    """One admitted generation: a slot, a timeout, a cancel event; the slot is released exactly once.
+    """One admitted request: a slot, a timeout, a cancel event; the slot is released exactly once.
 
-    Non-streaming: ``with guard: ...``. Streaming: ``guard.stream(sync_iterator)`` feeds the response from
-    a worker thread and, whether the stream ends, fails or the client goes away, cancels the generation
-    and frees the slot.
+    ``cancel`` is set when the client goes away (see :mod:`medvlab.server.deps`), when the timeout
+    passes, or when the guard is released; generation checks it between tokens. ``stream(it)`` feeds a
+    streaming response from a worker thread and closes the generator however the stream ends.
     """
 
-    def __init__(self, admission: Admission, timeout: float) -> None:
-        admission.acquire()
+    def __init__(self, admission: Admission, timeout: float, cancel: threading.Event | None = None) -> None:
+        admission.acquire(cancel)
         self._admission = admission
-        self.cancel, self._timer = timed_cancel(timeout)
+        self._started = time.monotonic()
+        self.cancel, self._timer = timed_cancel(timeout, cancel)
         self._released = False
         self._lock = threading.Lock()
 
@@ -217,6 +245,7 @@ class Guard:
             self._released = True
         self._timer.cancel()
         self.cancel.set()
+        self._admission.observe(time.monotonic() - self._started)
         self._admission.release()
 
     def __enter__(self) -> Guard:

@@ -26,16 +26,12 @@ from typing import Any
 from PIL import Image
 
 from medvlab.config import PromptOptions
-from medvlab.errors import MedvlabError
+from medvlab.errors import DataError, MedvlabError
 from medvlab.imaging import load
 from medvlab.vlm.prompting import SYSTEM_PROMPTS, ImagePart, detect_language, image_parts
 
 IMAGE_TAG = re.compile(r"<image>")
 ROLES = ("system", "user", "assistant")
-
-
-class DataError(MedvlabError):
-    """A training record is malformed; the message names the file and line."""
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medvlab.train.data import DataError
+from medvlab.errors import DataError
 
 YES = {"yes", "y", "true", "是", "有", "是的", "对"}
 NO = {"no", "n", "false", "否", "无", "没有", "不是", "不"}

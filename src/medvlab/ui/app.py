@@ -10,21 +10,22 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import json
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import gradio as gr
 import numpy as np
 
+from medvlab import scratch
 from medvlab.config import TINY_MODEL
 from medvlab.errors import MedvlabError
 from medvlab.imaging.types import MedImage
 from medvlab.imaging.windows import WINDOW_CHOICES
 from medvlab.seg.infer import Segmentation
 from medvlab.services import Lab
+from medvlab.ui.uploads import Uploads, checked_paths, forget
 from medvlab.vlm.prompting import DISCLAIMERS, Turn, strip_disclaimer
 
 TEXT: dict[str, dict[str, str]] = {
@@ -144,15 +145,14 @@ THEME = gr.themes.Soft(
 )
 
 
-def _paths(files: Any) -> list[str]:
-    if not files:
-        return []
-    items = files if isinstance(files, list) else [files]
-    # Event handlers get path strings; gr.api endpoints get FileData dicts ({"path": ...}).
-    return [
-        f if isinstance(f, str) else f["path"] if isinstance(f, dict) else getattr(f, "path", str(f))
-        for f in items
-    ]
+@dataclass(frozen=True)
+class ChatSession:
+    """What one browser session has asked and been shown, for explanations, reports and feedback."""
+
+    qa: list[tuple[str, str]] = field(default_factory=list)
+    structured: dict[str, Any] | None = None
+    hits: list[Any] = field(default_factory=list)
+    heatmaps: list[tuple[Any, str]] = field(default_factory=list)
 
 
 def _describe(image: MedImage) -> str:
@@ -190,23 +190,29 @@ def build_ui(lab: Lab) -> gr.Blocks:
     """The Blocks app; the server mounts it at ``/``."""
 
     def on_load(files: Any, window: str, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
-        paths = _paths(files)
+        try:
+            paths = checked_paths(files, lab.settings)
+        except MedvlabError as exc:
+            raise gr.Error(str(exc)) from exc
         if not paths:
-            return None, "", None, gr.update(visible=False, value=1, maximum=1)
+            return None, None, "", None, gr.update(visible=False, value=1, maximum=1)
 
         def report(done: int, total: int) -> None:
             progress((done, total), desc="Reading DICOM")
 
-        try:
+        try:  # the uploads are read into memory and deleted from disk whatever happens
             image = lab.load_image(paths if len(paths) > 1 else paths[0], progress=report)
+            uploads = Uploads([(p.name, p.read_bytes()) for p in paths])
             mid = image.n_slices // 2
             rendered = display(lab.preview(image, mid, window))
         except MedvlabError as exc:
             raise gr.Error(str(exc)) from exc
+        finally:
+            forget(paths)
         slider = gr.update(
             visible=image.n_slices > 1, minimum=1, maximum=max(image.n_slices, 2), value=mid + 1
         )
-        return image, _describe(image), rendered, slider
+        return image, uploads, _describe(image), rendered, slider
 
     def on_view(
         image: MedImage | None, index: float, window: str, seg: Segmentation | None = None
@@ -226,7 +232,7 @@ def build_ui(lab: Lab) -> gr.Blocks:
         index: float,
         window: str,
         lang_label: str,
-        files: Any = None,
+        uploads: Uploads | None = None,
         progress: gr.Progress = gr.Progress(),
     ) -> tuple[Any, ...]:
         t = TEXT[LANGS.get(lang_label, "en")]
@@ -250,19 +256,23 @@ def build_ui(lab: Lab) -> gr.Blocks:
             on_view(image, best, window, seg),
             rows,
             gr.update(value=best),
-            _seg_files(image, seg, files),
+            _seg_files(image, seg, uploads),
         )
 
-    def _seg_files(image: MedImage, seg: Segmentation, files: Any) -> list[str]:
-        """The mask as NIfTI, and as a DICOM SEG referencing the uploaded series when it was DICOM."""
+    def _seg_files(image: MedImage, seg: Segmentation, uploads: Uploads | None) -> list[str]:
+        """The mask as NIfTI, and as a DICOM SEG referencing the uploaded series when it was DICOM.
+
+        The sources are written (under neutral names) only for the time it takes to build the SEG; the
+        downloads are deleted after ``MEDVLAB_UI_FILE_TTL_S``."""
         from medvlab.seg.outputs import write_dicom_seg, write_nifti
 
-        folder = Path(tempfile.mkdtemp(prefix="medvlab-seg-"))
+        folder = scratch.keep_dir("ui-seg-")
         out = [str(write_nifti(seg.labels, image, folder / "mask.nii.gz"))]
-        if image.source_format.startswith("dicom"):
+        if image.source_format.startswith("dicom") and uploads is not None and uploads.files:
             try:
-                sources = [Path(p) for p in _paths(files)]
-                out.append(str(write_dicom_seg(seg.labels, image, sources, seg.spec, folder / "seg.dcm")))
+                with scratch.temp_dir("seg-src-") as tmp:
+                    sources = uploads.write(tmp)
+                    out.append(str(write_dicom_seg(seg.labels, image, sources, seg.spec, folder / "seg.dcm")))
             except MedvlabError as exc:  # e.g. no frame of reference: the NIfTI is still offered
                 gr.Warning(str(exc))
         return out
@@ -288,7 +298,7 @@ def build_ui(lab: Lab) -> gr.Blocks:
         lang_label: str,
         structured_on: bool,
         kb_on: bool,
-        session: dict[str, Any] | None,
+        session: ChatSession | None,
         seg: Segmentation | None = None,
         volumes_on: bool = False,
     ) -> Iterator[tuple[Any, ...]]:
@@ -296,7 +306,7 @@ def build_ui(lab: Lab) -> gr.Blocks:
         if image is None:
             raise gr.Error(TEXT[language]["no_image"])
         history = list(history or [])
-        session = {"qa": [], "structured": None, "hits": [], "heatmaps": [], **(session or {})}
+        session = session or ChatSession()
         turns = _turns(history, question, image)
         prompt = lab.prompt_options(None if window == "auto" else window, int(max_slices))
         generation = lab.generation_options(max_new_tokens=int(max_new_tokens))
@@ -306,8 +316,10 @@ def build_ui(lab: Lab) -> gr.Blocks:
                 data = lab.structured(turns, prompt, generation)
                 text = "```json\n" + json.dumps(data, ensure_ascii=False, indent=2) + "\n```"
                 history[-1] = {"role": "assistant", "content": text}
-                session.update(
-                    structured=data, qa=[*session["qa"], (question, json.dumps(data, ensure_ascii=False))]
+                session = replace(
+                    session,
+                    structured=data,
+                    qa=[*session.qa, (question, json.dumps(data, ensure_ascii=False))],
                 )
                 yield history, "", _rows(data), session
                 return
@@ -321,7 +333,9 @@ def build_ui(lab: Lab) -> gr.Blocks:
                 yield history, "", gr.update(), session
         except MedvlabError as exc:
             raise gr.Error(str(exc)) from exc
-        session.update(qa=[*session["qa"], (question, answer)], hits=[*session["hits"], *hits], heatmaps=[])
+        session = replace(
+            session, qa=[*session.qa, (question, answer)], hits=[*session.hits, *hits], heatmaps=[]
+        )
         yield history, "", gr.update(), session
 
     def explain(
@@ -330,12 +344,12 @@ def build_ui(lab: Lab) -> gr.Blocks:
         max_slices: float,
         lang_label: str,
         span_text: str,
-        session: dict[str, Any] | None,
-    ) -> tuple[list[tuple[Any, str]], dict[str, Any]]:
+        session: ChatSession | None,
+    ) -> tuple[list[tuple[Any, str]], ChatSession]:
         language = LANGS.get(lang_label, "en")
-        if image is None or not session or not session.get("qa"):
+        if image is None or session is None or not session.qa:
             raise gr.Error(TEXT[language]["no_answer"])
-        question, answer = session["qa"][-1]
+        question, answer = session.qa[-1]
         answer = strip_disclaimer(answer)
         span = None
         if span_text and span_text.strip():
@@ -348,56 +362,56 @@ def build_ui(lab: Lab) -> gr.Blocks:
             heatmaps = lab.explain([Turn("user", question, [image])], answer, prompt, span)
         except MedvlabError as exc:
             raise gr.Error(str(exc)) from exc
-        return heatmaps, {**session, "heatmaps": heatmaps}
+        return heatmaps, replace(session, heatmaps=heatmaps)
 
     def export(
         image: MedImage | None,
         window: str,
         index: float,
         lang_label: str,
-        session: dict[str, Any] | None,
+        session: ChatSession | None,
         seg: Segmentation | None = None,
     ) -> str:
         language = LANGS.get(lang_label, "en")
-        if image is None or not session or not session.get("qa"):
+        if image is None or session is None or not session.qa:
             raise gr.Error(TEXT[language]["no_answer"])
         try:
             pdf = lab.report(
                 image,
-                session["qa"],
+                session.qa,
                 window=None if window == "auto" else window,
                 slice_index=min(max(int(index) - 1, 0), image.n_slices - 1) if image.n_slices > 1 else 0,
-                structured=session.get("structured"),
-                heatmaps=session.get("heatmaps") or [],
-                citations=session.get("hits") or [],
+                structured=session.structured,
+                heatmaps=session.heatmaps,
+                citations=session.hits,
                 segmentation=seg,
                 language=language,  # type: ignore[arg-type]
             )
         except MedvlabError as exc:
             raise gr.Error(str(exc)) from exc
-        folder = Path(tempfile.mkdtemp(prefix="medvlab-report-"))
+        folder = scratch.keep_dir("ui-report-")  # deleted after MEDVLAB_UI_FILE_TTL_S
         path = folder / f"medvlab-report-{time.strftime('%Y%m%d-%H%M%S')}.pdf"
         path.write_bytes(pdf)
         return str(path)
 
     def send_feedback(
-        files: Any,
+        uploads: Uploads | None,
         rating: str | None,
         better: str,
         window: str,
         max_slices: float,
         lang_label: str,
-        session: dict[str, Any] | None,
+        session: ChatSession | None,
     ) -> str:
         t = TEXT[LANGS.get(lang_label, "en")]
-        if not session or not session.get("qa"):
+        if session is None or not session.qa or uploads is None:
             raise gr.Error(t["no_answer"])
         if rating not in RATINGS:
             raise gr.Error(t["pick_rating"])
-        question, answer = session["qa"][-1]
+        question, answer = session.qa[-1]
         try:
-            fid = lab.record_feedback(
-                _paths(files),
+            fid = lab.record_feedback_uploads(
+                uploads.files,
                 question,
                 answer,
                 RATINGS[rating],
@@ -419,24 +433,35 @@ def build_ui(lab: Lab) -> gr.Blocks:
         return "\n\n".join(f"**{h.citation()}** `{'+'.join(h.via)}`\n\n{h.snippet.text[:400]}" for h in hits)
 
     def kb_add(files: Any) -> str:
-        paths = _paths(files)
+        try:
+            paths = checked_paths(files, lab.settings)
+        except MedvlabError as exc:
+            raise gr.Error(str(exc)) from exc
         if not paths:
             return ""
         try:
             n = lab.kb_add(paths)
         except MedvlabError as exc:
             raise gr.Error(str(exc)) from exc
-        return f"+{n} → {lab.kb.store.count()}"
+        finally:
+            forget(paths)
+        return f"+{n} → {lab.kb_count()}"
 
     def ask_api(
         files: Any, question: str, window: str = "auto", max_slices: float = 16, max_new_tokens: float = 128
     ) -> Iterator[str]:
         """Stateless endpoint for API clients: files + question -> streamed answer text."""
-        paths = _paths(files)
+        try:
+            paths = checked_paths(files, lab.settings)
+        except MedvlabError as exc:
+            raise gr.Error(str(exc)) from exc
         if not paths:
             raise gr.Error("Send at least one image file.")
         try:
-            image = lab.load_image(paths if len(paths) > 1 else paths[0])
+            try:
+                image = lab.load_image(paths if len(paths) > 1 else paths[0])
+            finally:
+                forget(paths)
             chunks = lab.ask(
                 image,
                 question,
@@ -566,10 +591,16 @@ def build_ui(lab: Lab) -> gr.Blocks:
             kb_status = gr.Markdown()
         footer = gr.Markdown(f"<small>{DISCLAIMERS['en']}</small>")
         image_state = gr.State(None)
+        uploads_state = gr.State(None)
         session = gr.State(None)
         seg_state = gr.State(None)
 
-        files.change(on_load, [files, window], [image_state, info, preview, slice_slider], api_name="load")
+        files.change(
+            on_load,
+            [files, window],
+            [image_state, uploads_state, info, preview, slice_slider],
+            api_name="load",
+        )
         files.change(
             lambda: (None, [], None), None, [seg_state, volumes_table, seg_files], api_visibility="private"
         )
@@ -578,7 +609,7 @@ def build_ui(lab: Lab) -> gr.Blocks:
         window.change(on_view, view_inputs, preview, api_visibility="private")
         segment_btn.click(
             on_segment,
-            [image_state, slice_slider, window, lang, files],
+            [image_state, slice_slider, window, lang, uploads_state],
             [seg_state, preview, volumes_table, slice_slider, seg_files],
             api_visibility="private",
         )
@@ -616,7 +647,7 @@ def build_ui(lab: Lab) -> gr.Blocks:
         )
         feedback_btn.click(
             send_feedback,
-            [files, rating, better, window, max_slices, lang, session],
+            [uploads_state, rating, better, window, max_slices, lang, session],
             feedback_status,
             api_visibility="private",
         )

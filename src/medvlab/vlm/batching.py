@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from medvlab.config import GenerationOptions
-from medvlab.errors import ModelLoadError
+from medvlab.errors import GenerationError
+from medvlab.vlm.generation import StopWhen, StreamStats
 
 if TYPE_CHECKING:
-    from medvlab.vlm.engine import StreamStats, TransformersBackend
+    from medvlab.vlm.engine import TransformersBackend
 
 logger = logging.getLogger(__name__)
 
@@ -111,9 +112,10 @@ class Batcher:
                 if item is _END:
                     break
                 if isinstance(item, BaseException):
-                    raise ModelLoadError(
-                        f"Generation failed: {type(item).__name__}: {item}", "See the server log."
-                    )
+                    raise GenerationError(
+                        f"Generation failed: {type(item).__name__}: {item}",
+                        "Retry; if it fails again see the server log (the model itself is loaded).",
+                    ) from item
                 yield item
         finally:
             cancel.set()
@@ -174,7 +176,10 @@ class Batcher:
             kwargs = {
                 **inputs,
                 **backend.generation_kwargs(options),
-                "max_new_tokens": max(j.options.max_new_tokens for j in jobs),
+                "max_new_tokens": min(
+                    max(j.options.max_new_tokens for j in jobs),
+                    backend.context.room(int(inputs["input_ids"].shape[-1])),  # padded prompts + answer fit
+                ),
                 "streamer": dispatch,
                 "stopping_criteria": StoppingCriteriaList([_all_done(dispatch)]),
             }
@@ -191,6 +196,4 @@ class Batcher:
 
 
 def _all_done(dispatch: _Dispatch) -> Any:
-    from medvlab.vlm.engine import _StopWhen
-
-    return _StopWhen(dispatch.all_done)
+    return StopWhen(dispatch.all_done)

@@ -10,34 +10,32 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
-from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Generator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from medvlab.config import TINY_MODEL, GenerationOptions
 from medvlab.devices import DeviceInfo, resolve_device
-from medvlab.errors import ConfigError, GatedModelError, ModelLoadError, ModelNotFoundError
+from medvlab.errors import ConfigError, GatedModelError, GenerationError, ModelLoadError, ModelNotFoundError
 from medvlab.vlm.batching import Batcher
+from medvlab.vlm.generation import (
+    THINK_END,
+    THINK_START,
+    ContextWindow,
+    IncrementalDecoder,
+    StopEvent,
+    StopWhen,
+    StreamStats,
+    ThinkingFilter,
+    _IdQueue,
+)
 
 logger = logging.getLogger(__name__)
 
-THINK_START = "<unused94>"
-THINK_END = "<unused95>"
-
-
-@dataclass
-class StreamStats:
-    """Filled in while an answer streams: token counts and why generation stopped."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    finish_reason: str = "stop"
-    seconds: float = 0.0
-    batch_size: int = 1
+__all__ = ["THINK_END", "THINK_START", "Backend", "StreamStats", "TransformersBackend", "load_backend"]
 
 
 class Backend(Protocol):
@@ -54,85 +52,6 @@ class Backend(Protocol):
     ) -> Iterator[str]:
         """Yield the answer's text in pieces as it is generated."""
         ...
-
-
-class ThinkingFilter:
-    """Drops token ids from a thinking-start id up to and including the matching end id."""
-
-    def __init__(self, start_id: int | None, end_id: int | None) -> None:
-        self.start_id, self.end_id = start_id, end_id
-        self.inside = False
-
-    def feed(self, ids: Sequence[int]) -> list[int]:
-        kept: list[int] = []
-        for i in ids:
-            if self.start_id is not None and i == self.start_id:
-                self.inside = True
-            elif self.inside:
-                if i == self.end_id:
-                    self.inside = False
-            else:
-                kept.append(i)
-        return kept
-
-
-class IncrementalDecoder:
-    """Turns a growing list of token ids into text deltas.
-
-    Decodes the whole kept sequence each step and emits the new suffix, holding back text that ends
-    in U+FFFD (a multi-byte character whose byte-fallback tokens have not all arrived yet).
-    """
-
-    def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
-        self.ids: list[int] = []
-        self.emitted = ""
-
-    def push(self, ids: Sequence[int]) -> str:
-        self.ids.extend(ids)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):
-            return ""
-        return self._delta(text)
-
-    def flush(self) -> str:
-        return self._delta(self.tokenizer.decode(self.ids, skip_special_tokens=True))
-
-    def _delta(self, text: str) -> str:
-        if not text.startswith(self.emitted):  # decoders may re-normalise earlier text; resync
-            n = 0
-            while n < min(len(text), len(self.emitted)) and text[n] == self.emitted[n]:
-                n += 1
-            self.emitted = self.emitted[:n]
-        delta = text[len(self.emitted) :]
-        self.emitted = text
-        return delta
-
-
-class _IdQueue:
-    """A ``generate()`` streamer that hands new token ids to the consuming thread (skips the prompt)."""
-
-    _END = object()
-
-    def __init__(self) -> None:
-        self.q: queue.Queue[Any] = queue.Queue()
-        self.seen_prompt = False
-
-    def put(self, value: Any) -> None:
-        if not self.seen_prompt:
-            self.seen_prompt = True
-            return
-        self.q.put(value.reshape(-1).tolist())
-
-    def end(self) -> None:
-        self.q.put(self._END)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        while True:
-            item = self.q.get()
-            if item is self._END:
-                return
-            yield item
 
 
 def resolve_model_source(model: str, cache_dir: Path | None = None) -> str:
@@ -283,6 +202,17 @@ class TransformersBackend:
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.think_ids = (self._token_id(THINK_START), self._token_id(THINK_END))
         self._grammars: Any = None
+        text_config = self.model.config.get_text_config()
+        self.context = ContextWindow(
+            self.tokenizer,
+            int(getattr(text_config, "max_position_embeddings", 0) or 2**20),
+            int(
+                getattr(self.processor, "image_seq_length", 0)
+                or getattr(self.model.config, "mm_tokens_per_image", 0)
+                or 256
+            ),
+            model,
+        )
         self.batcher: Batcher | None = Batcher(self, max_batch_size) if max_batch_size > 1 else None
         logger.info(
             "loaded %s on %s (%s, %s attention) in %.1fs",
@@ -372,8 +302,23 @@ class TransformersBackend:
         stats: StreamStats | None = None,
         cancel: threading.Event | None = None,
     ) -> Iterator[str]:
-        stats = stats if stats is not None else StreamStats()
-        stop: threading.Event = cancel or threading.Event()
+        """Yield the answer's text in pieces. A prompt that cannot fit the context window is refused
+        here, before the first piece is asked for (so a streaming face can still answer 400)."""
+        room = self.context.room(self.context.prompt_tokens(messages))
+        if options.max_new_tokens > room:  # keep the answer inside the context window
+            options = replace(options, max_new_tokens=room, min_new_tokens=min(options.min_new_tokens, room))
+        if options.json_schema is not None:  # a schema the grammar compiler refuses is the client's error
+            self.grammars().logits_processor(options.json_schema)
+        return self._stream(messages, options, stats if stats is not None else StreamStats(), cancel)
+
+    def _stream(
+        self,
+        messages: list[dict[str, Any]],
+        options: GenerationOptions,
+        stats: StreamStats,
+        cancel: threading.Event | None,
+    ) -> Iterator[str]:
+        stop = StopEvent(cancel)  # ends this generation, never the caller's event
         if self.batcher is not None and self.batcher.accepts(options):
             source = self.batcher.submit(messages, options, stats, stop)
         else:
@@ -443,12 +388,13 @@ class TransformersBackend:
 
         inputs = self.prepare(messages)
         stats.prompt_tokens = int(inputs["input_ids"].shape[-1])
+        self.context.check_exact(stats.prompt_tokens)
         streamer = _IdQueue()
         kwargs = {
             **inputs,
             **self.generation_kwargs(options),
             "streamer": streamer,
-            "stopping_criteria": StoppingCriteriaList([_StopWhen(stop.is_set)]),
+            "stopping_criteria": StoppingCriteriaList([StopWhen(stop.is_set)]),
         }
         errors: list[BaseException] = []
 
@@ -472,24 +418,11 @@ class TransformersBackend:
             stop.set()
             worker.join()
         if errors:
-            raise ModelLoadError(
-                f"Generation failed: {type(errors[0]).__name__}: {errors[0]}", "See the server log."
-            )
+            raise GenerationError(
+                f"Generation failed: {type(errors[0]).__name__}: {errors[0]}",
+                "Retry; if it fails again see the server log (the model itself is loaded).",
+            ) from errors[0]
         stats.finish_reason = "length" if produced >= kwargs["max_new_tokens"] else "stop"
-
-
-class _StopWhen:
-    """A stopping criterion from a zero-argument predicate (cancel, or every batched request done)."""
-
-    def __init__(self, predicate: Any) -> None:
-        self.predicate = predicate
-
-    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        import torch
-
-        return torch.full(
-            (input_ids.shape[0],), bool(self.predicate()), dtype=torch.bool, device=input_ids.device
-        )
 
 
 def _adapter_name(path: str) -> str:

@@ -19,17 +19,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from medvlab.errors import MedvlabError
+from medvlab.errors import ExplainError
 
 # A perceptual colormap (dark purple -> red -> yellow), sampled at 5 anchors and interpolated: drawing
 # a heatmap needs nothing more, and matplotlib is not worth a dependency for it.
 _ANCHORS = np.array(
     [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32
 )
-
-
-class ExplainError(MedvlabError):
-    """An attention map cannot be computed for this model or input."""
 
 
 def colormap(values: np.ndarray) -> np.ndarray:

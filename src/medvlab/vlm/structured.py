@@ -14,14 +14,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from medvlab.errors import MedvlabError
+from medvlab.errors import RequestError, StructuredOutputError
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 FIELDS = ("findings", "location", "size", "impression", "confidence", "recommendations")
-
-
-class StructuredOutputError(MedvlabError):
-    """The model's constrained output did not complete (usually: too few new tokens)."""
 
 
 def findings_model(max_chars: int = 400) -> type[BaseModel]:
@@ -64,6 +60,35 @@ def instruction(language: str) -> str:
     )
 
 
+def check_schema(schema: Any) -> dict[str, Any]:
+    """``schema`` if it is a JSON schema of an object that the grammar compiler accepts, else RequestError.
+
+    Checked before any model work, so a bad schema from a client is a 400 that names the problem, not a
+    crash inside the compiler mid-generation.
+    """
+    import xgrammar as xgr
+
+    fix = 'Send a JSON schema of an object, e.g. {"type": "object", "properties": {...}}.'
+    if not isinstance(schema, dict) or schema.get("type") != "object":
+        raise RequestError('The json_schema must describe a JSON object ("type": "object").', fix)
+    try:
+        text = json.dumps(schema)
+        xgr.Grammar.from_json_schema(text, any_whitespace=False)
+    except (RuntimeError, ValueError, TypeError, RecursionError) as exc:
+        raise schema_error(exc) from exc
+    return schema
+
+
+def schema_error(exc: BaseException) -> RequestError:
+    """The grammar compiler's complaint about a schema, without its source-file prefix."""
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    problem = re.sub(r"^\[[^]]*\] \S+: ", "", lines[0])
+    return RequestError(
+        f"The json_schema cannot be used: {problem[:300]}",
+        'Send a JSON schema of an object, e.g. {"type": "object", "properties": {...}}.',
+    )
+
+
 class GrammarCache:
     """Compiles each schema once per tokenizer (compilation takes milliseconds to seconds)."""
 
@@ -82,9 +107,12 @@ class GrammarCache:
         key = json.dumps(schema, sort_keys=True)
         with self._lock:
             if key not in self._cache:  # compile the schema as given, so fields keep their order
-                self._cache[key] = self._compiler.compile_json_schema(
-                    json.dumps(schema), any_whitespace=False
-                )
+                try:
+                    self._cache[key] = self._compiler.compile_json_schema(
+                        json.dumps(schema), any_whitespace=False
+                    )
+                except (RuntimeError, ValueError, TypeError, RecursionError) as exc:
+                    raise schema_error(exc) from exc
             compiled = self._cache[key]
         return xgr.contrib.hf.LogitsProcessor(compiled)  # stateful: a new one per generation
 

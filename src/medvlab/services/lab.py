@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -13,11 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medvlab.config import GenerationOptions, Language, LoadLimits, PromptOptions, Settings
-from medvlab.errors import ImageLoadError, ImageTooLargeError, InputRefusedError, ModelLoadError, RequestError
-from medvlab.imaging import MedImage, load, load_bytes, render_slice
+from medvlab.config import GenerationOptions, Language, PromptOptions, Settings
+from medvlab.errors import InputRefusedError, ModelLoadError, RequestError
+from medvlab.imaging import MedImage, render_slice
 from medvlab.imaging.dicom import Progress
-from medvlab.vlm.engine import Backend, StreamStats, load_backend
+from medvlab.services.inputs import Inputs, is_remote
+from medvlab.vlm.engine import Backend, load_backend
+from medvlab.vlm.generation import StreamStats
 from medvlab.vlm.prompting import (
     DISCLAIMERS,
     Turn,
@@ -39,26 +39,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MIME_SUFFIXES = {
-    "image/png": ".png",
-    "image/jpeg": ".jpg",
-    "image/jpg": ".jpg",
-    "application/dicom": ".dcm",
-    "image/dicom": ".dcm",
-    "application/x-nifti": ".nii",
-    "image/nifti": ".nii",
-    "application/gzip": ".nii.gz",
-    "application/x-gzip": ".nii.gz",
-}
-"""Data-URI MIME types -> the file suffix the loaders expect (content is still sniffed)."""
-
 
 class Lab:
     """One lab: settings, the loaded model (lazily, once) and the operations on images and questions."""
 
     def __init__(self, settings: Settings | None = None, backend: Backend | None = None) -> None:
         self.settings = settings or Settings()
-        self.limits = LoadLimits(max_file_mb=self.settings.max_upload_mb)
+        self.inputs = Inputs(self.settings)
+        self.limits = self.inputs.limits
         self._backend = backend
         self._backend_lock = threading.Lock()
         self.load_error: ModelLoadError | None = None
@@ -107,95 +95,35 @@ class Lab:
             "largest_batch": int(getattr(batcher, "largest", 0)),
         }
 
-    # -- images ---------------------------------------------------------------------------------
+    # -- images (the input policy lives in services.inputs) ------------------------------------
     def load_image(
         self, source: str | Path | Sequence[str | Path], progress: Progress | None = None
     ) -> MedImage:
-        """A file, a DICOM folder, or several files of one DICOM series."""
-        return load(source, limits=self.limits, progress=progress)
+        """A file, a DICOM folder, or several files of one DICOM series (within the request limits)."""
+        return self.inputs.load(source, progress)
 
     def load_image_bytes(self, data: bytes, filename: str = "upload") -> MedImage:
-        return load_bytes(data, filename, self.limits)
+        return self.inputs.load_bytes(data, filename)
 
     def load_local_path(self, path: str) -> MedImage:
         """A path named in a request: allowed only inside ``Settings.allowed_paths`` (no traversal out)."""
-        return self.load_image(self.allowed_local_path(path))
+        return self.inputs.load(self.inputs.allowed_path(path))
 
     def allowed_local_path(self, path: str) -> Path:
-        """The resolved path if ``Settings.allowed_paths`` lets requests read it, else InputRefusedError."""
-        target = Path(path.removeprefix("file://")).expanduser().resolve()
-        for root in self.settings.allowed_paths:
-            if target.is_relative_to(Path(root).expanduser().resolve()):
-                return target
-        raise InputRefusedError(
-            f"Reading local path '{path}' is not allowed.",
-            "Send the image as a base64 data URI, or start the server with "
-            "MEDVLAB_ALLOWED_PATHS='[\"/data\"]' naming the folders it may read.",
-        )
+        return self.inputs.allowed_path(path)
 
     def decode_data_uri(self, ref: str) -> tuple[bytes, str]:
-        """(bytes, file name) of a base64 ``data:`` URI, size-checked before decoding."""
-        header, _, payload = ref.strip().partition(",")
-        if not header.startswith("data:") or ";base64" not in header:
-            raise RequestError(
-                "Only base64 data URIs are accepted.", "Encode the file as data:<mime>;base64,<...>."
-            )
-        if len(payload) * 3 / 4 > self.limits.max_file_mb * 2**20:
-            raise ImageTooLargeError(
-                f"The image is larger than {self.limits.max_file_mb} MiB.", "Send a smaller image."
-            )
-        try:
-            data = base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise RequestError(
-                "The data URI is not valid base64.", "Re-encode the file with base64."
-            ) from exc
-        mime = header[5:].split(";")[0].lower()
-        return data, "upload" + MIME_SUFFIXES.get(mime, "")
-
-    def fetch(self, url: str) -> tuple[bytes, str]:
-        """Download an image named by URL (only with ``allow_remote_urls``): size- and time-limited."""
-        import httpx
-
-        cap = int(self.limits.max_file_mb * 2**20)
-        name = Path(url.split("?", 1)[0]).name or "download"
-        try:
-            with httpx.stream("GET", url, timeout=30.0, follow_redirects=False) as response:
-                if response.status_code != 200:
-                    raise ImageLoadError(
-                        f"Fetching '{url}' answered HTTP {response.status_code}.", "Check the URL."
-                    )
-                data = bytearray()
-                for block in response.iter_bytes():
-                    data += block
-                    if len(data) > cap:
-                        raise ImageTooLargeError(
-                            f"'{url}' is larger than {self.limits.max_file_mb} MiB.", "Use a smaller image."
-                        )
-        except httpx.HTTPError as exc:
-            raise ImageLoadError(f"Fetching '{url}' failed: {exc}", "Check the URL and the network.") from exc
-        return bytes(data), name
+        return self.inputs.decode_data_uri(ref)
 
     def load_image_reference(self, ref: str) -> MedImage:
         """An image named in a request: a base64 ``data:`` URI, or a local path when allowed.
 
-        Remote URLs are refused: the lab makes no outbound connections.
+        Remote URLs are refused unless ``allow_remote_urls``: the lab makes no outbound connections.
         """
-        ref = ref.strip()
-        if ref.startswith("data:"):
-            return self.load_image_bytes(*self.decode_data_uri(ref))
-        if _is_remote(ref):
-            return self.load_image_bytes(*self.fetch_allowed(ref))
-        return self.load_local_path(ref)
+        return self.inputs.load_reference(ref)
 
     def fetch_allowed(self, url: str) -> tuple[bytes, str]:
-        """:meth:`fetch` when ``allow_remote_urls`` is on; otherwise the policy error."""
-        if url.startswith(("http://", "https://")) and self.settings.allow_remote_urls:
-            return self.fetch(url)
-        raise InputRefusedError(
-            "Remote image URLs are not fetched: the lab makes no outbound connections.",
-            "Send the image itself as a base64 data URI (data:image/png;base64,...).",
-        )
+        return self.inputs.fetch_allowed(url)
 
     @staticmethod
     def preview(image: MedImage, index: int = 0, window: str | None = None) -> np.ndarray:
@@ -275,6 +203,7 @@ class Lab:
         stats: StreamStats | None = None,
         max_chars: int = 400,
         schema: dict[str, Any] | None = None,
+        cancel: threading.Event | None = None,
     ) -> dict[str, Any]:
         """The answer as a JSON object valid against ``schema`` (default: the findings schema).
 
@@ -285,11 +214,11 @@ class Lab:
         self._check(turns)
         prompt = prompt or self.prompt_options()
         language = resolve_language(turns, prompt)
-        schema = schema or st.schema_for(max_chars)
+        schema = st.check_schema(schema) if schema is not None else st.schema_for(max_chars)
         generation = replace(generation or self.generation_options(), json_schema=schema)
         last = turns[-1]
         asked = [*turns[:-1], Turn("user", last.text + st.instruction(language), last.images)]
-        text = "".join(self.backend.stream(build_messages(asked, prompt), generation, stats))
+        text = "".join(self.backend.stream(build_messages(asked, prompt), generation, stats, cancel))
         data = st.parse(text, schema)
         data["disclaimer"] = DISCLAIMERS[language]
         return data
@@ -336,6 +265,16 @@ class Lab:
             )
         return len(self.kb.add(snippets))
 
+    def kb_add_texts(self, items: Sequence[tuple[str, str, str]]) -> list[int]:
+        """Add (title, text, source) snippets; returns their ids."""
+        from medvlab.kb.store import Snippet
+        from medvlab.vlm.prompting import detect_language
+
+        return self.kb.add([Snippet(t, text, src, detect_language(text)) for t, text, src in items])
+
+    def kb_count(self) -> int:
+        return self.kb.store.count()
+
     def kb_search(self, query: str, k: int = 5) -> list[Hit]:
         return self.kb.search(query, k)
 
@@ -376,6 +315,64 @@ class Lab:
             adapter=self.adapter,
         )
         return self.feedback.add(record, [Path(f) for f in image_files])
+
+    def record_feedback_reference(
+        self,
+        ref: str,
+        question: str,
+        answer: str,
+        rating: int,
+        better_answer: str | None = None,
+        window: str | None = None,
+        max_slices: int | None = None,
+    ) -> int:
+        """:meth:`record_feedback` for an image named in a request (data URI or allowed local path).
+
+        The image is decoded first, so nothing that is not an image is stored; a folder's files are each
+        confined to the allowed folders (a link leading out is refused, not followed)."""
+        args = (question, answer, rating, better_answer, window, max_slices)
+        if ref.strip().startswith("data:"):
+            data, name = self.decode_data_uri(ref)
+            return self.record_feedback_uploads([(name, data)], *args)
+        files = self.inputs.allowed_files(ref)
+        self.load_image(files if len(files) > 1 else files[0])  # refuse non-images before storing
+        return self.record_feedback(files, *args)
+
+    def record_feedback_uploads(
+        self,
+        uploads: Sequence[tuple[str, bytes]],
+        question: str,
+        answer: str,
+        rating: int,
+        better_answer: str | None = None,
+        window: str | None = None,
+        max_slices: int | None = None,
+    ) -> int:
+        """:meth:`record_feedback` for uploaded files held in memory; their plain copies live only in a
+        scratch folder for the duration of the call (the store keeps de-identified copies)."""
+        from medvlab import scratch
+
+        with scratch.temp_dir("fb-") as tmp:
+            paths = []
+            for i, (name, data) in enumerate(uploads):
+                suffix = "".join(Path(name).suffixes[-2:]) if Path(name).suffix else ""
+                path = tmp / f"upload-{i:04d}{suffix}"
+                path.write_bytes(data)
+                paths.append(path)
+            if len(paths) == 1:
+                self.load_image_bytes(uploads[0][1], uploads[0][0])  # refuse non-images before storing
+            else:
+                self.load_image(paths)
+            return self.record_feedback(paths, question, answer, rating, better_answer, window, max_slices)
+
+    def feedback_export(self, fmt: str) -> bytes:
+        """The stored feedback as JSONL training data (``fmt`` = dpo or sft)."""
+        from medvlab import scratch
+
+        with scratch.temp_dir("export-") as tmp:
+            path = tmp / "export.jsonl"
+            self.feedback.export(path, fmt)
+            return path.read_bytes()
 
     def set_adapter(self, path: str | None) -> str | None:
         """Apply a LoRA adapter to the loaded model, or return to the base model (None), without a restart."""
@@ -436,18 +433,19 @@ class Lab:
     def segment_to_dicom_seg(self, ref: str, model: str | None = None) -> tuple[Segmentation, bytes]:
         """Segment the DICOM named in a request (data URI of a file, or an allowed local file/series
         folder) and return the DICOM SEG that references it."""
-        import tempfile
-
+        from medvlab import scratch
         from medvlab.seg.outputs import write_dicom_seg
 
         ref = ref.strip()
-        with tempfile.TemporaryDirectory(prefix="medvlab-seg-") as tmp:
-            if ref.startswith("data:") or _is_remote(ref):
+        with scratch.temp_dir("seg-") as tmp:  # removed when the request ends, whatever happens
+            source: Path | list[Path]
+            if ref.startswith("data:") or is_remote(ref):
                 data, name = self.decode_data_uri(ref) if ref.startswith("data:") else self.fetch_allowed(ref)
-                source = Path(tmp) / Path(name).name
+                source = tmp / ("source" + "".join(Path(name).suffixes[-2:]))
                 source.write_bytes(data)
             else:
-                source = self.allowed_local_path(ref)
+                files = self.inputs.allowed_files(ref)
+                source = files if len(files) > 1 else files[0]
             image = self.load_image(source)
             seg = self.segment(image, model)
             out = Path(tmp) / "seg.dcm"
@@ -455,6 +453,15 @@ class Lab:
                 seg.labels, image, source, seg.spec, out, Path(model or self.settings.seg_model).stem
             )
             return seg, out.read_bytes()
+
+    @staticmethod
+    def mask_nifti(segmentation: Segmentation, image: MedImage) -> bytes:
+        """The segmentation's labels as .nii.gz bytes on ``image``'s grid."""
+        from medvlab import scratch
+        from medvlab.seg.outputs import write_nifti
+
+        with scratch.temp_dir("mask-") as tmp:
+            return write_nifti(segmentation.labels, image, tmp / "mask.nii.gz").read_bytes()
 
     @staticmethod
     def overlay(
@@ -535,10 +542,6 @@ def _before_question(turns: list[Turn], text: str) -> list[Turn]:
     """The turns with ``text`` (retrieved snippets, measurements) put before the last user question."""
     last = turns[-1]
     return [*turns[:-1], Turn("user", text + last.text, last.images)]
-
-
-def _is_remote(ref: str) -> bool:
-    return ref.startswith(("http://", "https://", "ftp://"))
 
 
 def _then(chunks: Iterator[str], tail: str) -> Iterator[str]:

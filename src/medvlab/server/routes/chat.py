@@ -10,29 +10,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from medvlab.errors import MedvlabError, NotFoundError, RequestError
+from medvlab.server.deps import Admitted, LabDep
 from medvlab.server.errors import error_payload
 from medvlab.server.schemas import ChatCompletionRequest, ImagePart
-from medvlab.server.security import Guard
 from medvlab.services import Lab
-from medvlab.vlm.engine import StreamStats
+from medvlab.vlm.generation import StreamStats
 from medvlab.vlm.prompting import Turn
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 STARTED = int(time.time())
-
-
-def admit(request: Request, lab: Lab) -> Guard:
-    """A generation slot (429 when the queue is full), with the request timeout."""
-    return Guard(request.app.state.admission, lab.settings.request_timeout_s)
-
-
-def get_lab(request: Request) -> Lab:
-    lab: Lab = request.app.state.lab
-    return lab
+SAMPLING_EPS = 1e-5
+"""Temperatures below this decode greedily (as vLLM does): dividing logits by 1e-300 overflows."""
 
 
 def served_names(lab: Lab) -> set[str]:
@@ -41,7 +33,7 @@ def served_names(lab: Lab) -> set[str]:
 
 
 @router.get("/models")
-def list_models(lab: Lab = Depends(get_lab)) -> dict[str, Any]:
+def list_models(lab: LabDep) -> dict[str, Any]:
     return {
         "object": "list",
         "data": [{"id": lab.model_id, "object": "model", "created": STARTED, "owned_by": "medvlab"}],
@@ -81,7 +73,7 @@ def _measured_volumes(lab: Lab, turns: list[Turn]) -> dict[str, float]:
 
 @router.post("/chat/completions", response_model=None)
 def chat_completions(
-    body: ChatCompletionRequest, request: Request, lab: Lab = Depends(get_lab)
+    body: ChatCompletionRequest, lab: LabDep, guard: Admitted
 ) -> JSONResponse | StreamingResponse:
     if body.model not in served_names(lab):
         raise NotFoundError(
@@ -92,7 +84,7 @@ def chat_completions(
     prompt = lab.prompt_options(body.window, body.max_slices, body.language)
     if system:
         prompt = replace(prompt, system_prompt=system)
-    sample = (body.temperature or 0.0) > 0
+    sample = (body.temperature or 0.0) >= SAMPLING_EPS
     generation = lab.generation_options(
         max_new_tokens=body.max_completion_tokens or body.max_tokens,
         min_new_tokens=body.min_tokens or None,
@@ -103,22 +95,16 @@ def chat_completions(
     )
     stats = StreamStats()
     fmt = body.response_format
-    guard = admit(request, lab)
-    try:
-        if fmt is not None and fmt.type != "text":
-            schema = fmt.json_schema.schema_ if fmt.json_schema is not None else None
-            with guard:
-                data = lab.structured(turns, prompt, generation, stats, schema=schema)
-            chunks: Iterator[str] = iter([json.dumps(data, ensure_ascii=False)])
-        else:
-            hits = lab.kb_search(turns[-1].text, body.kb) if body.kb and turns else []
-            volumes = _measured_volumes(lab, turns) if body.segment else None
-            chunks = lab.chat(
-                turns, prompt, generation, stats, cancel=guard.cancel, grounding=hits, measurements=volumes
-            )
-    except BaseException:
-        guard.release()
-        raise
+    if fmt is not None and fmt.type != "text":
+        schema = fmt.json_schema.schema_ if fmt.json_schema is not None else None
+        data = lab.structured(turns, prompt, generation, stats, schema=schema, cancel=guard.cancel)
+        chunks: Iterator[str] = iter([json.dumps(data, ensure_ascii=False)])
+    else:
+        hits = lab.kb_search(turns[-1].text, body.kb) if body.kb and turns else []
+        volumes = _measured_volumes(lab, turns) if body.segment else None
+        chunks = lab.chat(
+            turns, prompt, generation, stats, cancel=guard.cancel, grounding=hits, measurements=volumes
+        )
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:
@@ -127,8 +113,7 @@ def chat_completions(
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    with guard:
-        text = "".join(chunks)
+    text = "".join(chunks)  # stops early when the client goes away (the guard's cancel is set)
     return JSONResponse(
         {
             "id": completion_id,
