@@ -113,3 +113,40 @@ def test_client_disconnect_cancels_generation(small_server: str) -> None:
         time.sleep(0.1)
     load = httpx.get(f"{small_server}/healthz").json()["load"]
     assert load["generating"] == 0 and load["active"] == 0  # stopped long before 20000 tokens
+
+
+def test_non_streaming_clients_that_leave_free_the_server(small_server: str) -> None:
+    """Abandoned non-streaming requests stop their generation, and queued ones leave the queue."""
+    body = {
+        "model": "tiny",
+        "max_tokens": 4000,
+        "min_tokens": 4000,
+        "messages": [{"role": "user", "content": "Describe everything in detail."}],
+    }
+
+    outcomes: list[str] = []
+
+    def give_up() -> None:
+        try:
+            httpx.post(f"{small_server}/v1/chat/completions", json=body, timeout=httpx.Timeout(5, read=1.5))
+            outcomes.append("answered")
+        except httpx.ReadTimeout:
+            outcomes.append("gave up")
+
+    clients = [threading.Thread(target=give_up) for _ in range(4)]  # 2 run, 2 wait in the queue
+    for c in clients:
+        c.start()
+    for c in clients:
+        c.join(30)
+    assert outcomes == ["gave up"] * 4  # 4000 tokens take far longer than the clients wait
+    deadline = time.monotonic() + 8
+    load: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        load = httpx.get(f"{small_server}/healthz").json()["load"]
+        if load["generating"] == 0 and load["active"] == 0 and load["queued"] == 0:
+            break
+        time.sleep(0.1)
+    assert load["generating"] == 0 and load["active"] == 0 and load["queued"] == 0, load
+    # the server is free at once for the next client
+    r = httpx.post(f"{small_server}/v1/chat/completions", json={**body, "max_tokens": 4, "min_tokens": 0})
+    assert r.status_code == 200
