@@ -80,6 +80,10 @@ class StructuredOutputError(GenerationError):
     """The model's constrained output did not complete (usually: too few new tokens)."""
 
 
+class CapabilityError(MedvlabError):
+    """The serving engine cannot do what was asked (e.g. attention maps from a remote engine)."""
+
+
 class ExplainError(MedvlabError):
     """An attention map cannot be computed for this model or input."""
 
@@ -120,6 +124,7 @@ HTTP_STATUS: list[tuple[type[MedvlabError], int]] = [
     (KnowledgeBaseError, 422),
     (DataError, 422),
     (ExplainError, 422),
+    (CapabilityError, 501),
     (StructuredOutputError, 502),
     (GenerationError, 500),
     (ExportError, 500),

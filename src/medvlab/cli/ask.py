@@ -64,13 +64,12 @@ def ask(
         max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature, seed=seed
     )
     turns = [Turn("user", question, [img])]
-    if as_json:
-        findings = lab.structured(turns, prompt, generation)
-        sys.stdout.write(json.dumps(findings, ensure_ascii=False, indent=2) + "\n")
+    result = lab.answer(turns, prompt, generation, structured=as_json, kb=kb)
+    if result.data is not None:
+        sys.stdout.write(json.dumps(result.data, ensure_ascii=False, indent=2) + "\n")
         return
-    hits = lab.kb_search(question, kb) if kb else []
     answer = ""
-    for chunk in lab.chat(turns, prompt, generation, grounding=hits):
+    for chunk in result.chunks or ():
         answer += chunk
         sys.stdout.write(chunk)
         sys.stdout.flush()

@@ -4,14 +4,19 @@ or the PDF as a DICOM Encapsulated PDF in the source study. The CLI and the API 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from medvlab.config import Language
 from medvlab.imaging import MedImage
 from medvlab.vlm.prompting import Turn
 
 if TYPE_CHECKING:
+    from PIL import Image
+
+    from medvlab.kb.retrieve import Hit
+    from medvlab.seg.infer import Segmentation
     from medvlab.services.lab import Lab
 
 
@@ -47,7 +52,8 @@ def make_report(
     )
     findings = lab.structured(turns, prompt, generation, cancel=cancel) if req.structured else None
     heatmaps = lab.explain(turns, answer, prompt) if req.heatmap else []
-    pdf = lab.report(
+    pdf = build_report(
+        lab,
         image,
         [(req.question, answer)],
         window=req.window,
@@ -69,3 +75,57 @@ def as_dicom(pdf: bytes, image: MedImage) -> bytes:
     out = DicomBytesIO()
     encapsulate_pdf(pdf, image.metadata).save_as(out, enforce_file_format=True)
     return bytes(out.getvalue())
+
+
+def build_report(
+    lab: Lab,
+    image: MedImage,
+    qa: Sequence[tuple[str, str]],
+    *,
+    window: str | None = None,
+    slice_index: int | None = None,
+    structured: dict[str, Any] | None = None,
+    heatmaps: Sequence[tuple[Image.Image, str]] = (),
+    citations: Sequence[Hit] = (),
+    volumes_ml: dict[str, float] | None = None,
+    segmentation: Segmentation | None = None,
+    language: Language | None = None,
+) -> bytes:
+    """A PDF report of one image and its conversation.
+
+    With ``segmentation``, the report also shows the mask on the slice where it is largest and lists the
+    measured volumes (unless ``volumes_ml`` is given).
+    """
+    from medvlab.imaging.windows import render_slice, to_pil
+    from medvlab.reports.pdf import ReportContent, build_pdf
+    from medvlab.services.segmentation import overlay
+    from medvlab.vlm.prompting import detect_language, strip_disclaimer
+
+    index = image.n_slices // 2 if slice_index is None else slice_index
+    lang = language or detect_language(" ".join(q for q, _ in qa))
+    # the report prints the disclaimer itself; drop the copy each streamed answer ends with
+    qa = [(q, strip_disclaimer(a)) for q, a in qa]
+    picture = to_pil(render_slice(image, index, window))
+    caption = f"{image.modality} · slice {index + 1}/{image.n_slices} · window {window or 'auto'}"
+    pictures = [(picture, caption)]
+    if segmentation is not None:
+        volumes_ml = volumes_ml or segmentation.volumes_ml
+        areas = (segmentation.labels > 0).sum(axis=(1, 2))
+        best = int(areas.argmax())
+        drawn = to_pil(overlay(image, segmentation, best, window))
+        names = ", ".join(segmentation.names)
+        pictures.append((drawn, f"segmentation ({names}) · slice {best + 1}/{image.n_slices}"))
+    s = image.summary()
+    content = ReportContent(
+        model_id=lab.model_id,
+        language=lang,
+        pictures=[*pictures, *heatmaps],
+        qa=list(qa),
+        structured=structured,
+        citations=[h.citation() for h in citations],
+        volumes_ml=volumes_ml,
+        adapter=lab.adapter,
+        image_summary=f"{s['format']} {s['modality']} {'x'.join(map(str, s['shape']))}, "
+        f"spacing {', '.join(f'{v:g}' for v in s['spacing_mm'])} mm",
+    )
+    return build_pdf(content)

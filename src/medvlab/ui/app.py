@@ -312,8 +312,12 @@ def build_ui(lab: Lab) -> gr.Blocks:
         generation = lab.generation_options(max_new_tokens=int(max_new_tokens))
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
         try:
-            if structured_on:
-                data = lab.structured(turns, prompt, generation)
+            volumes = seg.volumes_ml if (volumes_on and seg is not None) else None
+            result = lab.answer(
+                turns, prompt, generation, structured=structured_on, kb=3 if kb_on else 0, volumes_ml=volumes
+            )
+            if result.data is not None:
+                data = result.data
                 text = "```json\n" + json.dumps(data, ensure_ascii=False, indent=2) + "\n```"
                 history[-1] = {"role": "assistant", "content": text}
                 session = replace(
@@ -323,16 +327,14 @@ def build_ui(lab: Lab) -> gr.Blocks:
                 )
                 yield history, "", _rows(data), session
                 return
-            hits = lab.kb_search(question, 3) if kb_on else []
-            volumes = seg.volumes_ml if (volumes_on and seg is not None) else None
-            chunks = lab.chat(turns, prompt, generation, grounding=hits, measurements=volumes)
             answer = ""
-            for piece in chunks:
+            for piece in result.chunks or ():
                 answer += piece
                 history[-1] = {"role": "assistant", "content": answer}
                 yield history, "", gr.update(), session
         except MedvlabError as exc:
             raise gr.Error(str(exc)) from exc
+        hits = result.hits
         session = replace(
             session, qa=[*session.qa, (question, answer)], hits=[*session.hits, *hits], heatmaps=[]
         )
@@ -385,7 +387,7 @@ def build_ui(lab: Lab) -> gr.Blocks:
                 heatmaps=session.heatmaps,
                 citations=session.hits,
                 segmentation=seg,
-                language=language,  # type: ignore[arg-type]
+                language=language,
             )
         except MedvlabError as exc:
             raise gr.Error(str(exc)) from exc

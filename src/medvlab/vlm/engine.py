@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,13 +35,41 @@ from medvlab.vlm.generation import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["THINK_END", "THINK_START", "Backend", "StreamStats", "TransformersBackend", "load_backend"]
+__all__ = [
+    "THINK_END",
+    "THINK_START",
+    "Backend",
+    "Capabilities",
+    "StreamStats",
+    "TransformersBackend",
+    "load_backend",
+]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can do; services check these and name the engine that can when one cannot."""
+
+    streaming: bool = True
+    """Answers arrive token by token."""
+    batching: bool = False
+    """Concurrent requests share forward passes."""
+    structured_output: bool = False
+    """Decoding constrained to a JSON schema."""
+    attention_maps: bool = False
+    """Attention of the answer over the image (needs the weights in this process)."""
+    adapters: bool = False
+    """LoRA adapters swapped at run time."""
 
 
 class Backend(Protocol):
-    """What the services need from a model backend."""
+    """The one contract every engine implements (in-process transformers today; remote engines next)."""
 
     model_id: str
+    engine: str
+    """Short name of the engine, used in messages (``transformers``, ``openai``, ``vllm``...)."""
+    capabilities: Capabilities
+    adapter: str | None
 
     def stream(
         self,
@@ -50,7 +78,21 @@ class Backend(Protocol):
         stats: StreamStats | None = None,
         cancel: threading.Event | None = None,
     ) -> Iterator[str]:
-        """Yield the answer's text in pieces as it is generated."""
+        """Yield the answer's text in pieces as it is generated (prompt checks happen before the first)."""
+        ...
+
+    def set_adapter(self, path: str | None) -> None:
+        """Activate the adapter at ``path`` (``None``: the base model); needs ``capabilities.adapters``."""
+        ...
+
+    def attention_grids(
+        self, messages: list[dict[str, Any]], answer: str, span: tuple[int, int] | None = None
+    ) -> list[Any]:
+        """Per-picture attention of ``answer`` (needs ``capabilities.attention_maps``)."""
+        ...
+
+    def load_stats(self) -> dict[str, int]:
+        """Generations running now, batches run and the largest batch so far."""
         ...
 
 
@@ -155,6 +197,8 @@ def _classify_load_error(model: str, exc: BaseException) -> ModelLoadError:
 class TransformersBackend:
     """An image-text-to-text model running in this process through transformers."""
 
+    engine = "transformers"
+
     def __init__(
         self,
         model: str,
@@ -214,6 +258,9 @@ class TransformersBackend:
             model,
         )
         self.batcher: Batcher | None = Batcher(self, max_batch_size) if max_batch_size > 1 else None
+        self.capabilities = Capabilities(
+            batching=self.batcher is not None, structured_output=True, attention_maps=True, adapters=True
+        )
         logger.info(
             "loaded %s on %s (%s, %s attention) in %.1fs",
             model,
@@ -232,6 +279,20 @@ class TransformersBackend:
         """Generations running (or waiting for the model) in worker threads right now."""
         with self._running_lock:
             return self._running
+
+    def load_stats(self) -> dict[str, int]:
+        return {
+            "generating": self.generating,
+            "batches": self.batcher.batches if self.batcher else 0,
+            "largest_batch": self.batcher.largest if self.batcher else 0,
+        }
+
+    def attention_grids(
+        self, messages: list[dict[str, Any]], answer: str, span: tuple[int, int] | None = None
+    ) -> list[Any]:
+        from medvlab.vlm.explain import attention_grids
+
+        return attention_grids(self, messages, answer, span)
 
     def set_adapter(self, path: str | None) -> None:
         """Hot-swap: load (once) and activate the adapter at ``path``, or deactivate adapters (``None``)."""

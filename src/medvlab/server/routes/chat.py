@@ -60,17 +60,6 @@ def to_turns(lab: Lab, body: ChatCompletionRequest) -> tuple[list[Turn], str | N
     return turns, ("\n\n".join(system) or None)
 
 
-def _measured_volumes(lab: Lab, turns: list[Turn]) -> dict[str, float]:
-    """Volumes (mL) of the lab's segmentation of the first 3-D grayscale image in the conversation."""
-    volume = next((im for t in turns for im in t.images if im.is_volume and not im.is_rgb), None)
-    if volume is None:
-        raise RequestError(
-            "segment=true needs a 3-D volume among the images.",
-            "Send a CT/MR series or a NIfTI file, or leave segment out.",
-        )
-    return lab.segment(volume).volumes_ml
-
-
 @router.post("/chat/completions", response_model=None)
 def chat_completions(
     body: ChatCompletionRequest, lab: LabDep, guard: Admitted
@@ -95,16 +84,19 @@ def chat_completions(
     )
     stats = StreamStats()
     fmt = body.response_format
-    if fmt is not None and fmt.type != "text":
-        schema = fmt.json_schema.schema_ if fmt.json_schema is not None else None
-        data = lab.structured(turns, prompt, generation, stats, schema=schema, cancel=guard.cancel)
-        chunks: Iterator[str] = iter([json.dumps(data, ensure_ascii=False)])
-    else:
-        hits = lab.kb_search(turns[-1].text, body.kb) if body.kb and turns else []
-        volumes = _measured_volumes(lab, turns) if body.segment else None
-        chunks = lab.chat(
-            turns, prompt, generation, stats, cancel=guard.cancel, grounding=hits, measurements=volumes
-        )
+    structured = fmt is not None and fmt.type != "text"
+    result = lab.answer(
+        turns,
+        prompt,
+        generation,
+        structured=structured,
+        schema=fmt.json_schema.schema_ if structured and fmt and fmt.json_schema is not None else None,
+        kb=body.kb,
+        segment=body.segment,
+        stats=stats,
+        cancel=guard.cancel,
+    )
+    chunks = iter([json.dumps(result.data, ensure_ascii=False)]) if result.chunks is None else result.chunks
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:
