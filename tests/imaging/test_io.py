@@ -118,3 +118,35 @@ def test_degenerate_affine_still_loads(tmp_path: Path) -> None:
     nib.save(img, tmp_path / "flat.nii")
     image = load(tmp_path / "flat.nii")
     assert image.pixels.shape == (4, 3, 2) and image.orientation == "SPL"
+
+
+def _scaled_nifti(data: np.ndarray, slope: float, inter: float) -> bytes:
+    """A .nii whose header scaling is set byte-wise (nibabel would recompute it when saving)."""
+    raw = bytearray(nib.Nifti1Image(data, np.eye(4)).to_bytes())
+    raw[112:120] = np.array([slope, inter], dtype="<f4").tobytes()  # scl_slope, scl_inter
+    return bytes(raw)
+
+
+def test_nifti_scaled_to_only_inf_is_refused() -> None:
+    data = _scaled_nifti(np.arange(1, 25, dtype=np.int16).reshape(2, 3, 4), 3.4e38, 3.4e38)
+    with pytest.raises(ImageLoadError, match="no finite voxel values") as info:
+        load_bytes(data, "inf.nii")
+    assert "scl_slope" in str(info.value.fix)
+
+
+def test_nifti_with_huge_intercept_or_some_nan_loads_and_renders() -> None:
+    import warnings
+
+    from medvlab.imaging import render_slice
+
+    shifted = load_bytes(_scaled_nifti(np.arange(24, dtype=np.int16).reshape(2, 3, 4), 1.0, 1e38), "s.nii")
+    assert np.isfinite(shifted.pixels).all()
+    values = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    values[0, 0, :] = [np.nan, np.inf, -np.inf, np.nan]
+    holes = load_bytes(nib.Nifti1Image(values, np.eye(4)).to_bytes(), "holes.nii")
+    assert np.isfinite(holes.pixels).all() and holes.metadata["nonfinite_voxels"] == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for image in (shifted, holes):
+            for window in (None, "auto", "medgemma"):
+                assert render_slice(image, 0, window).dtype == np.uint8

@@ -83,3 +83,42 @@ def test_sample_slices() -> None:
     assert len(picks) == 32 and picks[0] == 0 and picks[-1] == 299 and picks == sorted(picks)
     assert sample_slices(10, 32) == list(range(10))
     assert sample_slices(9, 1) == [4]
+
+
+def test_windowing_survives_zero_width_and_non_finite_values() -> None:
+    import warnings
+
+    from medvlab.imaging.windows import window_to_uint8
+
+    values = np.array([np.nan, np.inf, -np.inf, 0.0, 1e38, -1e38, 5.0], dtype=np.float32)
+    windows = [(0, 10), (1e38, 1e38), (5, 5), (np.nan, 1), (-np.inf, np.inf), (-3e38, 3e38), (0, np.nan)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning (divide by zero, invalid cast) either
+        for low, high in windows:
+            out = window_to_uint8(values, low, high)
+            assert out.dtype == np.uint8 and out.shape == values.shape
+            assert out[0] == 0 and out[1] == 255 and out[2] == 0  # NaN dark, +inf bright, -inf dark
+        assert window_to_uint8(values, 0, 10).tolist() == [0, 255, 0, 0, 255, 0, 128]
+        assert window_to_uint8(values, 1e38, 1e38).tolist() == [0, 255, 0, 0, 0, 0, 0]
+
+
+def test_render_of_non_finite_and_huge_values_never_fails() -> None:
+    import warnings
+
+    huge = np.full((2, 16, 16), 1e38, np.float32) + np.arange(256, dtype=np.float32).reshape(16, 16)
+    huge[0, 0, :4] = [np.nan, np.inf, -np.inf, -1e38]
+    nothing = np.full((1, 8, 8), np.nan, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for pixels, modality in ((huge, "CT"), (huge, "MR"), (nothing, "CT")):
+            image = MedImage(pixels=pixels, modality=modality)
+            for window in (None, "auto", "medgemma", "40,400", "bone"):
+                rgb = render_slice(image, 0, window)
+                assert rgb.dtype == np.uint8 and rgb.shape == (*pixels.shape[1:], 3)
+    assert render_slice(MedImage(pixels=nothing), 0).max() == 0
+
+
+def test_non_finite_window_spec_is_refused() -> None:
+    for spec in ("nan,400", "40,inf"):
+        with pytest.raises(ConfigError, match="finite"):
+            parse_window(spec)

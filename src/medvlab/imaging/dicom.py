@@ -1,11 +1,10 @@
-"""DICOM files and series: decoding (via pydicom + pylibjpeg plugins), HU, VOI, geometry, series sorting."""
+"""DICOM files: decoding (via pydicom + pylibjpeg plugins), HU, VOI; series in :mod:`.series`."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,16 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from medvlab.config import LoadLimits
-from medvlab.errors import ImageLoadError, ImageTooLargeError, MedvlabError
+from medvlab.errors import ImageLoadError, MedvlabError
+from medvlab.imaging.bounded import check_size
+from medvlab.imaging.codecs import check_frames
+from medvlab.imaging.deflate import open_dataset
+from medvlab.imaging.geometry import build_affine
+from medvlab.imaging.geometry import group_item as _group_item
+from medvlab.imaging.geometry import orientation as _orientation
+from medvlab.imaging.geometry import position as _position
+from medvlab.imaging.geometry import slice_thickness as _slice_thickness
+from medvlab.imaging.geometry import spacing_2d as _spacing_2d
 from medvlab.imaging.types import MedImage, VoiLut, VoiWindow
 
 logger = logging.getLogger(__name__)
@@ -46,15 +54,26 @@ DECODE_FIX = (
 )
 
 
-def read_dataset(path: Path, stop_before_pixels: bool = False) -> Dataset:
-    """Parse a DICOM file, also accepting files without the 128-byte preamble/meta header."""
+def read_dataset(
+    source: Path | bytes,
+    stop_before_pixels: bool = False,
+    limits: LoadLimits | None = None,
+    name: str | None = None,
+) -> Dataset:
+    """Parse a DICOM file or bytes, also accepting data without the 128-byte preamble/meta header.
+
+    A deflated dataset is inflated only as far as its header promises (see :mod:`.deflate`).
+    """
+    name = name or (source.name if isinstance(source, Path) else "upload")
     try:
-        return pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
+        return open_dataset(source, limits or LoadLimits(), name=name, stop_before_pixels=stop_before_pixels)
+    except MedvlabError:
+        raise
     except Exception as exc:  # a damaged file can make pydicom's parser raise almost anything
         if isinstance(exc, MemoryError):
             raise
         raise ImageLoadError(
-            f"'{path.name}' could not be parsed as DICOM ({type(exc).__name__}: {exc}).",
+            f"'{name}' could not be parsed as DICOM ({type(exc).__name__}: {exc}).",
             "Check that the file is a complete DICOM Part 10 file (e.g. with dcmdump).",
         ) from exc
 
@@ -68,18 +87,6 @@ def _first(value: Any) -> Any:
     if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
         return value[0] if len(value) else None
     return value
-
-
-def _group_item(ds: Dataset, sequence: str, frame: int | None = None) -> Dataset | None:
-    """Item of a functional-group macro (``sequence``) for ``frame``, per-frame first, then shared."""
-    if frame is not None:
-        per = ds.get("PerFrameFunctionalGroupsSequence")
-        if per and frame < len(per) and sequence in per[frame]:
-            return per[frame][sequence][0]
-    shared = ds.get("SharedFunctionalGroupsSequence")
-    if shared and sequence in shared[0]:
-        return shared[0][sequence][0]
-    return None
 
 
 def rescale_params(ds: Dataset, frame: int = 0) -> tuple[float, float] | None:
@@ -153,89 +160,6 @@ def header_voi_lut(ds: Dataset) -> VoiLut | None:
     return VoiLut(first_mapped=first, table=table[:n_entries].astype(np.uint16), bits=bits)
 
 
-def _spacing_2d(ds: Dataset, frame: int = 0) -> tuple[float, float]:
-    measures = _group_item(ds, "PixelMeasuresSequence", frame)
-    for src in (ds, measures):
-        if src is None:
-            continue
-        for tag in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
-            value = src.get(tag)
-            if value is not None and len(value) == 2 and float(value[0]) > 0 and float(value[1]) > 0:
-                return float(value[0]), float(value[1])
-    return 1.0, 1.0
-
-
-def _slice_thickness(ds: Dataset) -> float:
-    measures = _group_item(ds, "PixelMeasuresSequence", 0)
-    for src in (ds, measures):
-        if src is None:
-            continue
-        for tag in ("SpacingBetweenSlices", "SliceThickness"):
-            value = src.get(tag)
-            if value not in (None, "") and float(value) > 0:
-                return float(value)
-    return 1.0
-
-
-def _orientation(ds: Dataset, frame: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
-    iop = ds.get("ImageOrientationPatient")
-    if iop is None:
-        item = _group_item(ds, "PlaneOrientationSequence", frame)
-        iop = item.get("ImageOrientationPatient") if item is not None else None
-    if iop is None or len(iop) != 6:
-        return None
-    v = np.asarray([float(x) for x in iop])
-    return v[:3], v[3:]
-
-
-def _position(ds: Dataset, frame: int = 0) -> np.ndarray | None:
-    ipp = ds.get("ImagePositionPatient")
-    if ipp is None:
-        item = _group_item(ds, "PlanePositionSequence", frame)
-        ipp = item.get("ImagePositionPatient") if item is not None else None
-    if ipp is None or len(ipp) != 3:
-        return None
-    return np.asarray([float(x) for x in ipp])
-
-
-def build_affine(
-    origin: np.ndarray, row_dir: np.ndarray, col_dir: np.ndarray, spacing: tuple[float, float, float]
-) -> np.ndarray:
-    """Affine from DICOM geometry for array order ``(slice, row, col)``.
-
-    ``row_dir`` is ImageOrientationPatient[0:3] (direction of increasing column index) and ``col_dir``
-    ImageOrientationPatient[3:6] (increasing row index), as in DICOM PS3.3 C.7.6.2.1.1.
-    """
-    normal = np.cross(row_dir, col_dir)
-    affine = np.eye(4)
-    affine[:3, 0] = normal * spacing[0]
-    affine[:3, 1] = col_dir * spacing[1]
-    affine[:3, 2] = row_dir * spacing[2]
-    affine[:3, 3] = origin
-    return affine
-
-
-def check_size(what: str, rows: int, cols: int, frames: int, limits: LoadLimits) -> None:
-    """Refuse absurd dimensions before any pixel data is decoded."""
-    if rows <= 0 or cols <= 0 or frames <= 0:
-        raise ImageLoadError(f"{what} has empty dimensions ({frames}x{rows}x{cols}).", "The file is damaged.")
-    if rows * cols > limits.max_pixels_per_slice:
-        raise ImageTooLargeError(
-            f"{what} is {rows}x{cols} pixels, above the limit of {limits.max_pixels_per_slice} per slice.",
-            "Downsample the image, or raise LoadLimits.max_pixels_per_slice if it is genuine.",
-        )
-    if frames > limits.max_slices:
-        raise ImageTooLargeError(
-            f"{what} has {frames} slices/frames, above the limit of {limits.max_slices}.",
-            "Split the series, or raise LoadLimits.max_slices if it is genuine.",
-        )
-    if rows * cols * frames > limits.max_voxels:
-        raise ImageTooLargeError(
-            f"{what} has {rows * cols * frames} voxels, above the limit of {limits.max_voxels}.",
-            "Crop or downsample the volume, or raise LoadLimits.max_voxels.",
-        )
-
-
 def _to_uint8_rgb(arr: np.ndarray, bits: int) -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr
@@ -257,11 +181,16 @@ def _ensure_transfer_syntax(ds: Dataset) -> None:
     )
 
 
-def _decode(ds: Dataset, name: str) -> np.ndarray:
+def _decode(ds: Dataset, name: str, limits: LoadLimits) -> np.ndarray:
     _ensure_transfer_syntax(ds)
+    options = check_frames(ds, f"'{name}'", limits)  # codec headers vs the DICOM header, pre-decoding
+    if options:
+        ds.pixel_array_options(**options)
     try:
         return np.asarray(ds.pixel_array)
-    except Exception as exc:  # decoders raise many types; all mean "cannot decode this file"
+    except BaseException as exc:  # decoders raise many types; all mean "cannot decode this file"
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            raise  # KeyboardInterrupt and the like; pylibjpeg-rle (Rust) panics with a BaseException
         ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         ts_name = getattr(ts, "name", None) or "unknown transfer syntax"
         raise ImageLoadError(
@@ -318,22 +247,26 @@ def damaged(what: str, exc: Exception) -> ImageLoadError:
     )
 
 
-def read_dicom_file(path: Path, limits: LoadLimits | None = None, ds: Dataset | None = None) -> MedImage:
-    """One DICOM file: a single image, or all frames of a multi-frame object as slices."""
+def read_dicom_file(
+    source: Path | bytes,
+    limits: LoadLimits | None = None,
+    ds: Dataset | None = None,
+    name: str | None = None,
+) -> MedImage:
+    """One DICOM file (a path, or its bytes): a single image, or all frames of a multi-frame object."""
+    name = name or (source.name if isinstance(source, Path) else "upload")
     try:
-        return _read_dicom_file(path, limits, ds)
+        return _read_dicom_file(source, limits or LoadLimits(), ds, name)
     except MedvlabError:
         raise
     except Exception as exc:  # pydicom parses lazily: a damaged element fails wherever it is first read
         if isinstance(exc, MemoryError):
             raise
-        raise damaged(f"'{path.name}'", exc) from exc
+        raise damaged(f"'{name}'", exc) from exc
 
 
-def _read_dicom_file(path: Path, limits: LoadLimits | None, ds: Dataset | None) -> MedImage:
-    limits = limits or LoadLimits()
-    ds = ds if ds is not None else read_dataset(path)
-    name = path.name
+def _read_dicom_file(source: Path | bytes, limits: LoadLimits, ds: Dataset | None, name: str) -> MedImage:
+    ds = ds if ds is not None else read_dataset(source, limits=limits, name=name)
     if not has_pixels(ds):
         kind = getattr(ds.get("SOPClassUID"), "name", None) or "this object"
         raise ImageLoadError(
@@ -346,7 +279,7 @@ def _read_dicom_file(path: Path, limits: LoadLimits | None, ds: Dataset | None) 
     except (AttributeError, TypeError, ValueError) as exc:
         raise ImageLoadError(f"'{name}' lacks valid Rows/Columns/NumberOfFrames.", DECODE_FIX) from exc
     check_size(f"'{name}'", rows, cols, frames, limits)
-    arr, photometric = _pixels_and_photometric(ds, name, _decode(ds, name), frames)
+    arr, photometric = _pixels_and_photometric(ds, name, _decode(ds, name, limits), frames)
 
     if photometric != "RGB":
         if "ModalityLUTSequence" in ds:
@@ -427,155 +360,10 @@ def list_files(folder: Path) -> list[Path]:
     return out
 
 
-def _slice_positions(datasets: Sequence[Dataset]) -> tuple[np.ndarray, np.ndarray] | None:
-    """(positions, slice normal) when every slice has a position and an orientation, else None."""
-    orients = [_orientation(d) for d in datasets]
-    positions = [_position(d) for d in datasets]
-    if any(o is None for o in orients) or any(p is None for p in positions):
-        return None
-    row_dir, col_dir = orients[0]  # type: ignore[misc]
-    return np.array(positions), np.cross(row_dir, col_dir)
+def __getattr__(name: str) -> Any:
+    """``read_dicom_series`` lives in :mod:`.series` (which imports this module); still importable here."""
+    if name == "read_dicom_series":
+        from medvlab.imaging.series import read_dicom_series
 
-
-def read_dicom_series(
-    paths: Sequence[Path],
-    series_uid: str | None = None,
-    limits: LoadLimits | None = None,
-    progress: Progress | None = None,
-    what: str = "the folder",
-) -> MedImage:
-    """A DICOM series from many files (see :func:`_read_series`); a damaged header is a clear error."""
-    try:
-        return _read_series(paths, series_uid, limits, progress, what)
-    except MedvlabError:
-        raise
-    except Exception as exc:  # lazily parsed elements of a damaged file fail when first read
-        if isinstance(exc, MemoryError):
-            raise
-        raise damaged(f"A file in {what}", exc) from exc
-
-
-def _read_series(
-    paths: Sequence[Path],
-    series_uid: str | None,
-    limits: LoadLimits | None,
-    progress: Progress | None,
-    what: str,
-) -> MedImage:
-    """A DICOM series from many files: grouped by SeriesInstanceUID, sorted by position, stacked.
-
-    Files that are not DICOM are skipped; if several series are present, ``series_uid`` picks one,
-    else the one with the most images is used and the others are listed in ``metadata['other_series']``.
-    """
-    limits = limits or LoadLimits()
-    if len(paths) > 4 * limits.max_slices:
-        raise ImageTooLargeError(
-            f"{what} holds {len(paths)} files, too many for one series (limit {limits.max_slices} slices).",
-            "Point medvlab at the folder of a single series.",
-        )
-    groups: dict[str, list[Dataset]] = defaultdict(list)
-    names: dict[int, str] = {}
-    for i, p in enumerate(paths):
-        if progress:
-            progress(i, len(paths))
-        if p.stat().st_size > limits.max_file_mb * 2**20:
-            raise ImageTooLargeError(
-                f"'{p.name}' is larger than {limits.max_file_mb} MiB.", "Check the file."
-            )
-        try:
-            ds = pydicom.dcmread(p, force=is_dicom_file(p) or p.suffix.lower() in (".dcm", ".dicom", ".ima"))
-        except Exception:  # not DICOM, or too damaged to parse: not part of the series
-            logger.debug("skipping non-DICOM file %s", p)
-            continue
-        if not has_pixels(ds) or "Rows" not in ds:
-            logger.debug("skipping DICOM file without pixels %s", p)
-            continue
-        groups[str(ds.get("SeriesInstanceUID", "unknown"))].append(ds)
-        names[id(ds)] = p.name
-    if progress:
-        progress(len(paths), len(paths))
-    if not groups:
-        raise ImageLoadError(
-            f"No DICOM image files were found in {what}.", "Point medvlab at a DICOM series folder."
-        )
-    if series_uid is not None:
-        if series_uid not in groups:
-            raise ImageLoadError(
-                f"Series '{series_uid}' is not in {what}.", f"Available series: {', '.join(sorted(groups))}."
-            )
-        chosen = series_uid
-    else:
-        chosen = max(groups, key=lambda k: len(groups[k]))
-    datasets = groups[chosen]
-    others = {k: len(v) for k, v in groups.items() if k != chosen}
-    if others:
-        logger.info("%s holds %d series; using %s (%d images)", what, len(groups), chosen, len(datasets))
-
-    if len(datasets) == 1:
-        image = read_dicom_file(Path(names[id(datasets[0])]), limits, ds=datasets[0])
-        image.metadata["other_series"] = others
-        return image
-
-    geometry = _slice_positions(datasets)
-    if geometry is not None:  # sort along the slice normal; headers are parsed once
-        order = np.argsort(geometry[0] @ geometry[1], kind="stable")
-        datasets = [datasets[i] for i in order]
-        positions = geometry[0][order]
-    else:
-        logger.warning("slices lack ImagePositionPatient/ImageOrientationPatient; sorting by InstanceNumber")
-        datasets.sort(key=lambda d: float(d.get("InstanceNumber", 0) or 0))
-    first = datasets[0]
-    rows, cols = int(first.Rows), int(first.Columns)
-    check_size(what, rows, cols, len(datasets), limits)
-    for d in datasets:
-        if int(d.Rows) != rows or int(d.Columns) != cols or int(d.get("NumberOfFrames", 1) or 1) != 1:
-            raise ImageLoadError(
-                f"'{names[id(d)]}' is {d.Rows}x{d.Columns} (frames {d.get('NumberOfFrames', 1)}) "
-                f"but the series is {rows}x{cols} single-frame.",
-                "Load the files of one series only, or pass series_uid to pick one.",
-            )
-
-    first_arr, photometric = _pixels_and_photometric(
-        first, names[id(first)], _decode(first, names[id(first)]), 1
-    )
-    stack = np.empty((len(datasets), *first_arr.shape[1:]), dtype=first_arr.dtype)
-    stack[0] = first_arr[0]
-    for i, d in enumerate(datasets[1:], start=1):
-        arr, _ = _pixels_and_photometric(d, names[id(d)], _decode(d, names[id(d)]), 1)
-        stack[i] = arr[0]
-
-    pixels: np.ndarray = stack
-    if photometric != "RGB":
-        params = [rescale_params(d) for d in datasets]
-        if len(set(params)) == 1 and params[0] is not None:
-            pixels = apply_rescale(stack, *params[0], inplace=True)
-        elif any(p is not None for p in params):
-            pixels = np.stack(
-                [apply_rescale(s, *(p or (1.0, 0.0))) for s, p in zip(stack, params, strict=True)]
-            )
-            pixels = pixels.astype(np.float32)
-
-    row_spacing, col_spacing = _spacing_2d(first)
-    meta = _metadata(first)
-    meta["files"] = len(datasets)
-    meta["SOPInstanceUIDs"] = [str(d.SOPInstanceUID) for d in datasets if "SOPInstanceUID" in d]
-    meta["other_series"] = others
-    if geometry is not None:
-        steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)
-        slice_spacing = float(np.median(steps)) if len(steps) else _slice_thickness(first)
-        if slice_spacing <= 0:
-            raise ImageLoadError(
-                f"Several images in {what} share one position; they are not one 3-D series.",
-                "Pick a single series (e.g. one echo or phase) and load it alone.",
-            )
-        if len(steps) and (steps.max() - steps.min()) > 0.1 * slice_spacing:
-            meta["nonuniform_spacing"] = True
-            logger.warning("slice spacing in %s varies from %.3g to %.3g mm", what, steps.min(), steps.max())
-        spacing = (slice_spacing, row_spacing, col_spacing)
-        row_dir, col_dir = _orientation(first)  # type: ignore[misc]
-        affine = build_affine(positions[0], row_dir, col_dir, spacing)
-    else:
-        spacing = (_slice_thickness(first), row_spacing, col_spacing)
-        affine = np.diag([*spacing, 1.0])
-
-    return _image(first, pixels, photometric, spacing, affine, "dicom-series", meta)
+        return read_dicom_series
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,45 +2,55 @@
 
 from __future__ import annotations
 
+import io
 import logging
-import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import BinaryIO
 
-import nibabel as nib
 import numpy as np
-from isal import igzip
 from PIL import Image, UnidentifiedImageError
 
 from medvlab.config import LoadLimits
 from medvlab.errors import ImageLoadError, ImageTooLargeError, UnsupportedFormatError
-from medvlab.imaging.dicom import (
-    Progress,
-    check_size,
-    is_dicom_file,
-    list_files,
-    read_dicom_file,
-    read_dicom_series,
-)
+from medvlab.imaging.bounded import GZIP_MAGIC, check_bytes, check_size
+from medvlab.imaging.dicom import Progress, is_dicom_file, list_files, read_dicom_file
+from medvlab.imaging.nifti import FORMATS_HINT, read_nifti
+from medvlab.imaging.series import read_dicom_series
 from medvlab.imaging.types import MedImage
+
+__all__ = ["FORMATS_HINT", "load", "load_bytes", "read_nifti", "read_photo", "sniff"]
 
 logger = logging.getLogger(__name__)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
-GZIP_MAGIC = b"\x1f\x8b"
 NIFTI_SUFFIXES = (".nii", ".nii.gz", ".hdr", ".img")
-FORMATS_HINT = "medvlab reads PNG/JPG, DICOM files, DICOM series folders and NIfTI (.nii/.nii.gz)."
+GRAY_MODES = {"L": 1, "1": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I": 4, "F": 4}
+"""PIL modes kept as one gray channel, with the bytes a pixel takes once decoded; others become RGB."""
+_PIL_LIMIT_LOCK = threading.Lock()
 
 
-def sniff(path: Path) -> str:
-    """Guess the format from the file's first bytes (falling back to its name): dicom/png/jpeg/nifti/..."""
-    with path.open("rb") as fh:
-        head = fh.read(352)
-    name = path.name.lower()
+def _name(source: Path | bytes, name: str | None) -> str:
+    return name or (source.name if isinstance(source, Path) else "upload")
+
+
+def sniff(source: Path | bytes, name: str | None = None) -> str:
+    """Guess the format from the first bytes of a file or of bytes (falling back to the name).
+
+    Returns dicom/png/jpeg/photo/nifti/gzip/unknown.
+    """
+    if isinstance(source, Path):
+        with source.open("rb") as fh:
+            head = fh.read(352)
+    else:
+        head = bytes(source[:352])
+    shown = _name(source, name)
+    name = shown.lower()
     if len(head) == 0:
-        raise ImageLoadError(f"'{path.name}' is empty (0 bytes).", "Upload the complete file again.")
+        raise ImageLoadError(f"'{shown}' is empty (0 bytes).", "Upload the complete file again.")
     if head.startswith(PNG_MAGIC):
         return "png"
     if head.startswith(JPEG_MAGIC):
@@ -50,6 +60,8 @@ def sniff(path: Path) -> str:
     if head.startswith(GZIP_MAGIC):
         return "nifti" if name.endswith(".nii.gz") or name.endswith(".gz") else "gzip"
     if len(head) >= 348 and head[344:348] in (b"n+1\x00", b"ni1\x00"):
+        return "nifti"
+    if head[4:8] in (b"n+2\x00", b"ni2\x00"):  # NIfTI-2 keeps its magic right after sizeof_hdr
         return "nifti"
     if len(head) >= 4 and int.from_bytes(head[:4], "little") == 348 and name.endswith((".hdr", ".nii")):
         return "nifti"
@@ -98,34 +110,37 @@ def load(
             return load(nifti[0], limits=limits)
         return read_dicom_series(files, series_uid, limits, progress, what=f"'{path}'")
     _check_file(path, limits)
-    kind = sniff(path)
-    if kind == "dicom":
-        return read_dicom_file(path, limits)
-    if kind in ("png", "jpeg", "photo"):
-        return read_photo(path, limits)
-    if kind == "nifti":
-        return read_nifti(path, limits)
-    if kind == "gzip":
-        raise UnsupportedFormatError(
-            f"'{path.name}' is gzip-compressed but not named .nii.gz.",
-            f"Rename it if it is NIfTI. {FORMATS_HINT}",
-        )
-    raise UnsupportedFormatError(f"'{path.name}' is not a recognised medical image.", FORMATS_HINT)
+    return _read_one(path, path.name, limits)
 
 
 def load_bytes(data: bytes, filename: str = "upload", limits: LoadLimits | None = None) -> MedImage:
-    """Load an image from bytes (an upload or a data URI); ``filename`` helps to tell NIfTI from gzip."""
+    """Load an image from bytes (an upload or a data URI); ``filename`` helps to tell NIfTI from gzip.
+
+    Decoded in memory: nothing is written to disk (an upload may identify a patient).
+    """
     limits = limits or LoadLimits()
     if len(data) > limits.max_file_mb * 2**20:
         raise ImageTooLargeError(
             f"The upload is {len(data) / 2**20:.1f} MiB.", f"Send at most {limits.max_file_mb} MiB."
         )
     suffix = "".join(Path(filename).suffixes[-2:]) or ".bin"
-    with tempfile.TemporaryDirectory(prefix="medvlab-") as tmp:
-        path = Path(tmp) / f"upload{suffix}"
-        path.write_bytes(data)
-        image = load(path, limits=limits)
-    return image
+    return _read_one(bytes(data), f"upload{suffix}", limits)
+
+
+def _read_one(source: Path | bytes, name: str, limits: LoadLimits) -> MedImage:
+    """One file (a path, or its bytes) of whatever format its first bytes and name say."""
+    kind = sniff(source, name)
+    if kind == "dicom":
+        return read_dicom_file(source, limits, name=name)
+    if kind in ("png", "jpeg", "photo"):
+        return read_photo(source, limits, name=name)
+    if kind == "nifti":
+        return read_nifti(source, limits, name=name)
+    if kind == "gzip":
+        raise UnsupportedFormatError(
+            f"'{name}' is gzip-compressed but not named .nii.gz.", f"Rename it if it is NIfTI. {FORMATS_HINT}"
+        )
+    raise UnsupportedFormatError(f"'{name}' is not a recognised medical image.", FORMATS_HINT)
 
 
 def _check_file(path: Path, limits: LoadLimits) -> None:
@@ -137,112 +152,70 @@ def _check_file(path: Path, limits: LoadLimits) -> None:
         )
 
 
-def read_photo(path: Path, limits: LoadLimits) -> MedImage:
-    """PNG/JPG/TIFF (e.g. an exported radiograph or a photo of a lesion)."""
+@contextmanager
+def _pil_pixel_limit(limits: LoadLimits) -> Iterator[None]:
+    """PIL's own decompression-bomb check (made while opening) uses our per-slice pixel limit.
+
+    ``Image.MAX_IMAGE_PIXELS`` is global, so it is set under a lock, only while a file is opened.
+    """
+    with _PIL_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = limits.max_pixels_per_slice
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _open_photo(fp: Path | BinaryIO, limits: LoadLimits) -> Image.Image:
+    with _pil_pixel_limit(limits):
+        return Image.open(fp)
+
+
+def read_photo(source: Path | bytes, limits: LoadLimits, name: str | None = None) -> MedImage:
+    """PNG/JPG/TIFF (e.g. an exported radiograph or a photo of a lesion), from a path or bytes."""
+    name = _name(source, name)
+    what = f"'{name}'"
     try:
-        with Image.open(path) as im:
-            check_size(f"'{path.name}'", im.height, im.width, 1, limits)
+        with _open_photo(source if isinstance(source, Path) else io.BytesIO(source), limits) as im:
+            check_size(what, im.height, im.width, 1, limits)
             n_frames = getattr(im, "n_frames", 1)
-            im.load()
+            if n_frames > limits.max_slices:
+                raise ImageTooLargeError(
+                    f"{what} has {n_frames} frames, above the limit of {limits.max_slices}.",
+                    "Export the frame you want as its own image.",
+                )
+            if n_frames > 1:
+                im.seek(0)  # only the first frame is decoded; it must fit the limits itself
+                check_size(what, im.height, im.width, 1, limits)
             mode = im.mode
-            if mode in ("L", "I;16", "I;16B", "I;16L", "I", "F"):
-                arr = np.asarray(im)
+            check_bytes(what, im.width * im.height * GRAY_MODES.get(mode, 3), limits)
+            im.load()
+            if mode in GRAY_MODES:
+                arr = np.asarray(im.convert("L") if mode == "1" else im)
                 if arr.dtype.byteorder == ">":
                     arr = arr.astype(arr.dtype.newbyteorder("<"))
                 pixels, photometric = arr[np.newaxis], "MONOCHROME2"
             else:
                 pixels, photometric = np.asarray(im.convert("RGB"))[np.newaxis], "RGB"
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
-        if isinstance(exc, Image.DecompressionBombError):
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+    ) as exc:
+        if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
             raise ImageTooLargeError(
-                f"'{path.name}' is a decompression bomb: {exc}", "Use a smaller image."
+                f"{what} is a decompression bomb: {exc}", "Use a smaller image."
             ) from exc
         raise ImageLoadError(
-            f"'{path.name}' could not be decoded as an image ({exc}).",
-            f"The file may be truncated. {FORMATS_HINT}",
+            f"{what} could not be decoded as an image ({exc}).", f"The file may be truncated. {FORMATS_HINT}"
         ) from exc
     if n_frames > 1:
-        logger.info("%s has %d frames; using the first", path.name, n_frames)
-    fmt = (
-        "png"
-        if path.suffix.lower() == ".png"
-        else "jpeg"
-        if path.suffix.lower() in (".jpg", ".jpeg")
-        else "photo"
-    )
+        logger.info("%s has %d frames; using the first", what, n_frames)
+    suffix = Path(name).suffix.lower()
+    fmt = "png" if suffix == ".png" else "jpeg" if suffix in (".jpg", ".jpeg") else "photo"
     return MedImage(pixels=np.ascontiguousarray(pixels), photometric=photometric, source_format=fmt)
-
-
-def read_nifti(path: Path, limits: LoadLimits) -> MedImage:
-    """NIfTI-1/2 volume, reoriented so axes point (superior, posterior, left) like axial DICOM."""
-    try:
-        img: Any = nib.load(str(path))
-        shape = tuple(int(s) for s in img.shape)
-    except Exception as exc:  # nibabel raises many types for broken headers
-        raise ImageLoadError(f"'{path.name}' is not a readable NIfTI file ({exc}).", FORMATS_HINT) from exc
-    if len(shape) < 2:
-        raise ImageLoadError(
-            f"'{path.name}' has shape {shape}; an image needs 2 or 3 dimensions.", FORMATS_HINT
-        )
-    extra = int(np.prod(shape[3:])) if len(shape) > 3 else 1
-    check_size(f"'{path.name}'", shape[1], shape[0], shape[2] if len(shape) > 2 else 1, limits)
-    try:
-        if path.name.lower().endswith(".gz") and hasattr(type(img), "from_bytes"):
-            # nibabel streams .gz through Python's gzip in small reads; one-shot decompression with
-            # ISA-L (the isal package) is about 2.5x faster on a 300x512x512 CT.
-            img = type(img).from_bytes(igzip.decompress(path.read_bytes()))
-        if len(shape) > 3:
-            logger.info("%s is %d-D (%s); using the first volume of %d", path.name, len(shape), shape, extra)
-            data = np.asarray(img.dataobj[(slice(None),) * 3 + (0,) * (len(shape) - 3)])
-        else:
-            data = np.asarray(img.dataobj)
-    except Exception as exc:  # truncated/corrupt data or a header pointing outside the file: many types
-        if isinstance(exc, MemoryError):
-            raise
-        raise ImageLoadError(
-            f"'{path.name}' is truncated or corrupt ({exc}).", "Upload the complete file again."
-        ) from exc
-    if data.ndim == 2:
-        data = data[:, :, np.newaxis]
-    if data.dtype == np.float64:
-        data = data.astype(np.float32)
-    if data.dtype == bool:
-        data = data.astype(np.uint8)
-
-    # Reorient voxel axes (i, j, k) to point Left, Posterior, Superior; then put k first: (slice, row, col).
-    affine_ras = img.affine if img.affine is not None else np.eye(4)
-    try:
-        current = nib.orientations.io_orientation(affine_ras)
-        target = nib.orientations.axcodes2ornt(("L", "P", "S"))
-        transform = nib.orientations.ornt_transform(current, target)
-        data = nib.orientations.apply_orientation(data, transform)
-        affine_ras = affine_ras @ nib.orientations.inv_ornt_aff(transform, data.shape)
-    except (ValueError, np.linalg.LinAlgError) as exc:
-        # A degenerate qform/sform: the voxels are still worth looking at, the geometry is not known.
-        logger.warning("%s has an unusable affine (%s); showing it in voxel order", path.name, exc)
-        affine_ras = np.diag([-1.0, -1.0, 1.0, 1.0])
-    pixels = data.transpose(2, 1, 0)
-    affine_lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine_ras[:, [2, 1, 0, 3]]
-    spacing = tuple(float(np.linalg.norm(affine_lps[:3, i])) for i in range(3))
-    header = img.header
-    descrip = header.get("descrip") if hasattr(header, "get") else None
-    meta: dict[str, object] = {"nifti_shape": list(shape)}
-    if descrip is not None and np.asarray(descrip).size:
-        text = np.asarray(descrip).tobytes().split(b"\x00")[0].decode("latin-1").strip()
-        if text:
-            meta["description"] = text
-    return MedImage(
-        pixels=pixels,
-        spacing=(spacing[0], spacing[1], spacing[2]),
-        affine=affine_lps,
-        modality=_guess_nifti_modality(pixels),
-        photometric="MONOCHROME2",
-        source_format="nifti",
-        metadata=meta,
-    )
-
-
-def _guess_nifti_modality(pixels: np.ndarray) -> str:
-    """NIfTI has no modality field: call it CT when values look like HU (air near -1000), else MR."""
-    sample = pixels[:: max(1, pixels.shape[0] // 8), ::4, ::4]
-    return "CT" if sample.size and float(sample.min()) <= -900 and float(sample.max()) >= 200 else "MR"

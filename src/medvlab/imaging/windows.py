@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -58,6 +59,8 @@ def parse_window(spec: str | WindowSpec | None) -> WindowSpec:
             raise ConfigError(
                 f"Bad window '{spec}'.", "Write a custom window as CENTRE,WIDTH, e.g. 40,400."
             ) from exc
+        if not (math.isfinite(center) and math.isfinite(width)):
+            raise ConfigError(f"Window '{spec}' is not finite.", "Write numbers, e.g. 40,400.")
         if width <= 0:
             raise ConfigError(f"Window width must be positive in '{spec}'.", "e.g. 40,400.")
         return WindowSpec("range", center - width / 2, center + width / 2, name=f"{center:g},{width:g}")
@@ -68,12 +71,37 @@ def parse_window(spec: str | WindowSpec | None) -> WindowSpec:
     return WindowSpec("range", center - width / 2, center + width / 2, name=name)
 
 
+def _threshold(values: np.ndarray, at: float) -> np.ndarray:
+    """255 above ``at``, else 0 (NaN included): what a window of no width shows."""
+    with np.errstate(invalid="ignore"):
+        return np.where(values > at, np.uint8(255), np.uint8(0))
+
+
 def window_to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Linear map [low, high] -> [0, 255], clipped and rounded."""
-    if high <= low:
-        high = low + 1.0
-    scaled = (values.astype(np.float32) - np.float32(low)) * np.float32(255.0 / (high - low))
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    """Linear map [low, high] -> [0, 255], clipped and rounded; NaN -> 0, +inf -> 255, -inf -> 0.
+
+    Never divides by zero: a window without width (``low + 1 == low`` at 1e38) or with an infinite
+    or NaN bound (a header whose scaling overflowed) becomes a threshold instead.
+    """
+    lo, hi = float(low), float(high)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return _threshold(values, lo if math.isfinite(lo) else hi if math.isfinite(hi) else 0.0)
+    if hi <= lo:
+        hi = lo + 1.0
+    width = hi - lo
+    if not (math.isfinite(width) and width > 0):
+        return _threshold(values, lo)
+    scale = 255.0 / width
+    # float32 (half the memory, the historical results) whenever the window fits it, else float64
+    dtype = np.dtype(np.float32 if max(abs(lo), abs(hi), scale) < 1e37 and scale > 1e-30 else np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled: np.ndarray = values.astype(dtype)
+        scaled -= np.asarray(lo, dtype=dtype)
+        scaled *= np.asarray(scale, dtype=dtype)
+        out = np.clip(np.rint(scaled), 0, 255)
+        if values.dtype.kind not in "iub":
+            np.nan_to_num(out, copy=False, nan=0.0)
+        return out.astype(np.uint8)
 
 
 def medgemma_ct_rgb(hu: np.ndarray) -> np.ndarray:
@@ -82,14 +110,23 @@ def medgemma_ct_rgb(hu: np.ndarray) -> np.ndarray:
 
 
 def auto_range(image: MedImage) -> tuple[float, float]:
-    """0.5th-99.5th percentile of the whole image, from a strided sample (fast on big volumes)."""
+    """0.5th-99.5th percentile of the whole image, from a strided sample (fast on big volumes).
+
+    NaN and infinite values are left out; a sample without any finite value gives (0, 1).
+    """
     px = image.pixels
     step = max(1, int(np.sqrt(px.shape[1] * px.shape[2] / 65536)))
     sample = px[:: max(1, px.shape[0] // 32), ::step, ::step]
-    lo, hi = np.percentile(sample, [0.5, 99.5])
+    if sample.dtype.kind not in "iub":
+        sample = sample[np.isfinite(sample)].astype(np.float64)  # float64: no overflow at 1e38
+        if sample.size == 0:
+            return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(sample, [0.5, 99.5]))
     if hi <= lo:
         lo, hi = float(sample.min()), float(sample.max())
-    return float(lo), float(hi if hi > lo else lo + 1)
+    if hi <= lo:
+        hi = lo + max(1.0, abs(lo) * 1e-6)
+    return lo, hi
 
 
 def default_window(image: MedImage, for_model: bool = False) -> WindowSpec:
@@ -110,6 +147,8 @@ def default_window(image: MedImage, for_model: bool = False) -> WindowSpec:
 def _apply_voi_lut(values: np.ndarray, image: MedImage) -> np.ndarray:
     lut = image.voi_lut
     assert lut is not None
+    if values.dtype.kind not in "iub":  # NaN/inf cannot index the table: clamp them to its ends
+        values = np.clip(np.nan_to_num(values, nan=lut.first_mapped), -(2**40), 2**40)
     idx = np.clip(values.astype(np.int64) - lut.first_mapped, 0, len(lut.table) - 1)
     return window_to_uint8(lut.table[idx], 0, 2**lut.bits - 1)
 

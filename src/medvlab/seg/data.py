@@ -228,14 +228,15 @@ SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 
 def is_dicom_seg(path: Path) -> bool:
     """True for a DICOM Segmentation object (e.g. exported by 3D Slicer or written by medvlab)."""
-    import pydicom
-
+    from medvlab.config import LoadLimits
+    from medvlab.imaging.deflate import open_dataset
     from medvlab.imaging.dicom import is_dicom_file
 
     if not (path.is_file() and is_dicom_file(path)):
         return False
     try:
-        return str(pydicom.dcmread(path, stop_before_pixels=True).get("SOPClassUID", "")) == SEG_STORAGE
+        ds = open_dataset(path, LoadLimits(), name=path.name, force=False, stop_before_pixels=True)
+        return str(ds.get("SOPClassUID", "")) == SEG_STORAGE
     except Exception:  # unreadable header: not a SEG; the image loader reports the file properly
         return False
 

@@ -9,11 +9,12 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 
 from medvlab import __version__
+from medvlab.config import LoadLimits
 from medvlab.errors import ConfigError
+from medvlab.imaging.deflate import open_dataset
 from medvlab.imaging.dicom import is_dicom_file, list_files
 from medvlab.imaging.types import MedImage
 from medvlab.seg.data import LPS_TO_RAS
@@ -74,7 +75,8 @@ def source_datasets(source: Path | Sequence[Path], image: MedImage) -> list[Data
         if not is_dicom_file(f) and f.suffix.lower() not in (".dcm", ".dicom", ".ima"):
             continue
         try:
-            ds = pydicom.dcmread(f, stop_before_pixels=True)
+            # deflated files inflate only up to the size their header declares (decompression bombs)
+            ds = open_dataset(f, LoadLimits(), name=f.name, force=False, stop_before_pixels=True)
         except Exception:  # not DICOM after all: skip, like the series reader
             continue
         if "SOPInstanceUID" in ds:
