@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from medvlab.errors import ModelNotFoundError
-from medvlab.vlm.engine import resolve_model_source
+from medvlab.vlm.loading import resolve_model_source
 
 
 def adapter_base(adapter_dir: Path) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from medvlab.devices import DeviceInfo, has_module, resolve_device
 from medvlab.errors import ConfigError, DeviceError
 from medvlab.train.config import TrainConfig
-from medvlab.vlm.engine import _classify_load_error, resolve_model_source
+from medvlab.vlm.loading import _classify_load_error, resolve_model_source
 
 logger = logging.getLogger(__name__)
 

@@ -16,14 +16,25 @@ import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from medvlab.config import GenerationOptions
 from medvlab.errors import GenerationError
-from medvlab.vlm.generation import StopWhen, StreamStats
+from medvlab.vlm.generation import ContextWindow, StopWhen, StreamStats
 
-if TYPE_CHECKING:
-    from medvlab.vlm.engine import TransformersBackend
+
+class BatchModel(Protocol):
+    """What the batcher needs from the in-process engine (so neither module imports the other)."""
+
+    model: Any
+    context: ContextWindow
+
+    def prepare_batch(self, conversations: list[list[dict[str, Any]]]) -> Any: ...
+
+    def generation_kwargs(self, options: GenerationOptions) -> dict[str, Any]: ...
+
+    def run_generate(self, **kwargs: Any) -> None: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +92,7 @@ class _Dispatch:
 
 
 class Batcher:
-    def __init__(self, backend: TransformersBackend, max_batch_size: int = 8, window_s: float = 0.02) -> None:
+    def __init__(self, backend: BatchModel, max_batch_size: int = 8, window_s: float = 0.02) -> None:
         self.backend = backend
         self.max_batch_size = max_batch_size
         self.window_s = window_s

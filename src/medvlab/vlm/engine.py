@@ -9,17 +9,17 @@ dropped at the token level, so neither its text nor its markers reach the user.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from medvlab.config import TINY_MODEL, GenerationOptions
+from medvlab.config import GenerationOptions
 from medvlab.devices import DeviceInfo, resolve_device
-from medvlab.errors import ConfigError, GatedModelError, GenerationError, ModelLoadError, ModelNotFoundError
+from medvlab.errors import GenerationError, ModelNotFoundError
+from medvlab.vlm.backend import Backend, Capabilities
 from medvlab.vlm.batching import Batcher
 from medvlab.vlm.generation import (
     THINK_END,
@@ -32,6 +32,7 @@ from medvlab.vlm.generation import (
     ThinkingFilter,
     _IdQueue,
 )
+from medvlab.vlm.loading import _adapter_name, _apply_adapter, _classify_load_error, resolve_model_source
 
 logger = logging.getLogger(__name__)
 
@@ -42,156 +43,10 @@ __all__ = [
     "Capabilities",
     "StreamStats",
     "TransformersBackend",
+    "_classify_load_error",
     "load_backend",
+    "resolve_model_source",
 ]
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What an engine can do; services check these and name the engine that can when one cannot."""
-
-    streaming: bool = True
-    """Answers arrive token by token."""
-    batching: bool = False
-    """Concurrent requests share forward passes."""
-    structured_output: bool = False
-    """Decoding constrained to a JSON schema."""
-    attention_maps: bool = False
-    """Attention of the answer over the image (needs the weights in this process)."""
-    adapters: bool = False
-    """LoRA adapters swapped at run time."""
-
-
-class Backend(Protocol):
-    """The one contract every engine implements (in-process transformers today; remote engines next)."""
-
-    model_id: str
-    engine: str
-    """Short name of the engine, used in messages (``transformers``, ``openai``, ``vllm``...)."""
-    capabilities: Capabilities
-    adapter: str | None
-
-    def stream(
-        self,
-        messages: list[dict[str, Any]],
-        options: GenerationOptions,
-        stats: StreamStats | None = None,
-        cancel: threading.Event | None = None,
-    ) -> Iterator[str]:
-        """Yield the answer's text in pieces as it is generated (prompt checks happen before the first)."""
-        ...
-
-    def set_adapter(self, path: str | None) -> None:
-        """Activate the adapter at ``path`` (``None``: the base model); needs ``capabilities.adapters``."""
-        ...
-
-    def attention_grids(
-        self, messages: list[dict[str, Any]], answer: str, span: tuple[int, int] | None = None
-    ) -> list[Any]:
-        """Per-picture attention of ``answer`` (needs ``capabilities.attention_maps``)."""
-        ...
-
-    def load_stats(self) -> dict[str, int]:
-        """Generations running now, batches run and the largest batch so far."""
-        ...
-
-
-def resolve_model_source(model: str, cache_dir: Path | None = None) -> str:
-    """``tiny`` -> the offline tiny model folder; a local folder stays; anything else is a hub id."""
-    if model == TINY_MODEL:
-        from medvlab.vlm.tiny import tiny_model_dir
-
-        return str(tiny_model_dir(cache_dir))
-    path = Path(model).expanduser()
-    if path.exists():
-        if not (path / "config.json").exists():
-            raise ModelNotFoundError(
-                f"The folder '{model}' has no config.json, so it is not a Hugging Face model folder.",
-                "Point --model at the folder that holds config.json (e.g. a snapshot from `hf download`).",
-            )
-        return str(path)
-    if model.startswith((".", "/", "~")) or os.sep in model.strip("/").replace("/", "", 1):
-        raise ModelNotFoundError(f"The model folder '{model}' does not exist.", "Check the path.")
-    _check_hub_reachable(model)
-    return model
-
-
-def _check_hub_reachable(model: str) -> None:
-    """Fail in seconds, not minutes of download retries, when a hub model is neither cached nor reachable."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        snapshot_download(model, local_files_only=True)
-        return  # cached: transformers will load it from the cache
-    except (LocalEntryNotFoundError, OSError, ValueError):
-        pass
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return  # transformers raises its own offline error, which _classify_load_error explains
-    import socket
-    from urllib.parse import urlparse
-
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=3).close()
-    except OSError as exc:
-        raise ModelNotFoundError(
-            f"The weights of '{model}' are not on this machine and {host} cannot be reached ({exc}).",
-            f"Download it where there is internet (`hf download {model}`), copy the folder here and pass "
-            "--model /path/to/folder; or run with --model tiny to try the offline test model.",
-        ) from exc
-
-
-def _classify_load_error(model: str, exc: BaseException) -> ModelLoadError:
-    """Map the many exceptions of hub/transformers loading to medvlab errors that say what to do."""
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-    )
-
-    chain: list[BaseException] = []
-    cur: BaseException | None = exc
-    while cur is not None and len(chain) < 10:
-        chain.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    text = " ".join(str(e) for e in chain).lower()
-    get_it = (
-        f"Download it where there is internet (`hf download {model}`) and copy the folder here, then pass "
-        "--model /path/to/folder; or run `medvlab ask --model tiny` to try the offline test model."
-    )
-    if any(isinstance(e, GatedRepoError) for e in chain) or "gated" in text or "401" in text:
-        return GatedModelError(
-            f"Access to '{model}' is gated: no accepted licence or no token was found.",
-            f"Accept the terms at https://huggingface.co/{model}, then `hf auth login` (or set HF_TOKEN). "
-            + get_it,
-        )
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-    if any(isinstance(e, (LocalEntryNotFoundError, OfflineModeIsEnabled)) for e in chain) or offline:
-        return ModelNotFoundError(
-            f"The weights of '{model}' are not on this machine"
-            + (
-                " and HF_HUB_OFFLINE is set, so they cannot be downloaded."
-                if offline
-                else " and cannot be downloaded."
-            ),
-            get_it,
-        )
-    if any(isinstance(e, RepositoryNotFoundError) for e in chain) or "not a valid model identifier" in text:
-        return ModelNotFoundError(
-            f"'{model}' is neither a local folder nor a model on the Hugging Face hub.", get_it
-        )
-    if "unrecognized" in text or "imagetexttotext" in text.replace("-", "").replace("_", ""):
-        return ModelLoadError(
-            f"'{model}' is not an image-text-to-text model that transformers can load: {exc}",
-            "Use a vision-language model (e.g. google/medgemma-4b-it) or upgrade transformers.",
-        )
-    if "connect" in text or "resolve" in text or "network" in text or "timed out" in text:
-        return ModelNotFoundError(
-            f"'{model}' could not be fetched: there is no connection to the hub.", get_it
-        )
-    return ModelLoadError(f"Loading '{model}' failed: {type(exc).__name__}: {exc}", get_it)
 
 
 class TransformersBackend:
@@ -484,25 +339,6 @@ class TransformersBackend:
                 "Retry; if it fails again see the server log (the model itself is loaded).",
             ) from errors[0]
         stats.finish_reason = "length" if produced >= kwargs["max_new_tokens"] else "stop"
-
-
-def _adapter_name(path: str) -> str:
-    """A PEFT adapter name derived from the folder (PEFT names may not contain dots)."""
-    import hashlib
-
-    return "a" + hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:12]
-
-
-def _apply_adapter(model: Any, adapter: str) -> Any:
-    try:
-        from peft import PeftModel
-    except ImportError as exc:
-        raise ConfigError("Loading an adapter needs the peft package.", "pip install peft") from exc
-    if not Path(adapter).exists():
-        raise ModelNotFoundError(
-            f"The adapter folder '{adapter}' does not exist.", "Check the --adapter path."
-        )
-    return PeftModel.from_pretrained(model, adapter, adapter_name=_adapter_name(adapter))
 
 
 def load_backend(
