@@ -150,3 +150,12 @@ def test_nifti_with_huge_intercept_or_some_nan_loads_and_renders() -> None:
         for image in (shifted, holes):
             for window in (None, "auto", "medgemma"):
                 assert render_slice(image, 0, window).dtype == np.uint8
+
+
+def test_a_text_file_without_suffix_is_not_called_dicom(tmp_path: Path) -> None:
+    from medvlab.errors import UnsupportedFormatError
+
+    path = tmp_path / "passwd"
+    path.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    with pytest.raises(UnsupportedFormatError, match="not a recognised medical image"):
+        load(path)

@@ -15,7 +15,7 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from medvlab.config import LoadLimits
-from medvlab.errors import ImageLoadError, MedvlabError
+from medvlab.errors import ImageLoadError, MedvlabError, UnsupportedFormatError
 from medvlab.imaging.bounded import check_size
 from medvlab.imaging.codecs import check_frames
 from medvlab.imaging.deflate import open_dataset
@@ -268,6 +268,11 @@ def read_dicom_file(
 def _read_dicom_file(source: Path | bytes, limits: LoadLimits, ds: Dataset | None, name: str) -> MedImage:
     ds = ds if ds is not None else read_dataset(source, limits=limits, name=name)
     if not has_pixels(ds):
+        if "SOPClassUID" not in ds and "Modality" not in ds:  # read with force: not DICOM at all
+            raise UnsupportedFormatError(
+                f"'{name}' is not a recognised medical image.",
+                "medvlab reads PNG/JPG, DICOM files, DICOM series folders and NIfTI (.nii/.nii.gz).",
+            )
         kind = getattr(ds.get("SOPClassUID"), "name", None) or "this object"
         raise ImageLoadError(
             f"'{name}' is a DICOM file without pixel data ({kind}).",
