@@ -8,8 +8,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from hypothesis import settings as hypothesis_settings
 
 from medvlab.config import Settings
 from medvlab.services import Lab
-from tests.helpers import dicom_test_files, sft_config, wait_until_up, write_jsonl
+from tests.helpers import dicom_test_files, serve_in_thread, sft_config, write_jsonl
 
 # CI replays a fixed set of examples (reproducible runs); locally each run explores new ones.
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -63,21 +61,10 @@ def lab(tiny_dir: Path, cache_dir: Path) -> Lab:
 @pytest.fixture(scope="session")
 def live_server(lab: Lab) -> Iterator[str]:
     """A real lab server (uvicorn in a thread, tiny model, web UI mounted) on a free loopback port."""
-    import uvicorn
-
     from medvlab.server.app import create_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(create_app(lab), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    wait_until_up(url, ready="model")
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(create_app(lab), ready="model") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +96,26 @@ def wait_until_up(url: str, ready: str = "any", timeout: float = 120.0) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"the lab server at {url} did not come up")
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, ready: str = "any") -> Iterator[str]:
+    """A real uvicorn server for ``app`` on a free loopback port, in a thread; yields its URL."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, ready=ready)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,7 +17,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -28,7 +26,7 @@ from medvlab.config import Settings
 from medvlab.server.app import create_app
 from medvlab.server.security import Admission
 from medvlab.services import Lab
-from tests.helpers import wait_until_up
+from tests.helpers import serve_in_thread
 
 KEY = "k" * 24
 
@@ -46,17 +44,8 @@ def ask(image_uri: str, question: str = "Describe.", **extra: Any) -> dict[str, 
 def keyed_server(lab: Lab, cache_dir: Path) -> Iterator[str]:
     """A server with API keys (so the UI has a login page), sharing the session's tiny model."""
     keyed = Lab(Settings(model="tiny", cache_dir=cache_dir, api_keys=[KEY]), backend=lab.backend)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(create_app(keyed), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    wait_until_up(url)
-    yield url
-    server.should_exit = True
-    thread.join(10)
+    with serve_in_thread(create_app(keyed)) as url:
+        yield url
 
 
 def gradio_call(client: httpx.Client, api: str, data: list[Any]) -> tuple[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,13 +12,12 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-import uvicorn
 
 from medvlab.config import Settings
 from medvlab.server.app import create_app
 from medvlab.services import Lab
 from medvlab.vlm.prompting import DISCLAIMERS
-from tests.helpers import wait_until_up
+from tests.helpers import serve_in_thread
 
 
 @pytest.fixture(scope="module")
@@ -27,19 +25,8 @@ def small_server(lab: Lab, cache_dir: Path) -> Iterator[str]:
     limited = Lab(
         Settings(model="tiny", cache_dir=cache_dir, max_concurrency=2, max_queue=2), backend=lab.backend
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(limited, ui=False), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    wait_until_up(url)
-    yield url
-    server.should_exit = True
-    thread.join(10)
+    with serve_in_thread(create_app(limited, ui=False)) as url:
+        yield url
 
 
 def stream_once(url: str, max_tokens: int) -> tuple[int, str, str | None]:
