@@ -36,15 +36,30 @@ message = st.fixed_dictionaries(
         "content": st.one_of(st.text(max_size=30), st.lists(part, max_size=3), json_values),
     }
 )
+schema_values = st.recursive(
+    st.sampled_from(["object", "string", "integer", 12, None, "nope", "#/x"]),
+    lambda children: st.dictionaries(
+        st.sampled_from(["type", "properties", "items", "$ref", "required", "enum", "maxLength"]),
+        children,
+        max_size=4,
+    ),
+    max_leaves=10,
+)
+"""JSON-schema-like values: the probe crashed the grammar compiler with {"type": 12}."""
+response_formats = st.fixed_dictionaries(
+    {"type": st.sampled_from(["json_schema", "json_object", "text"])},
+    optional={"json_schema": st.fixed_dictionaries({}, optional={"schema": schema_values})},
+)
 body = st.fixed_dictionaries(
     {"model": st.sampled_from(["tiny", "medvlab", "nope", 7]), "messages": st.lists(message, max_size=3)},
     optional={
         "stream": st.booleans(),
         "max_tokens": st.integers(-5, 8),
-        "temperature": json_values,
+        "temperature": json_values | st.sampled_from([1e-300, 1e-6, 1e-5, 2.0, 0.0]),
+        "seed": st.integers(-(2**90), 2**90),
         "window": json_values,
         "max_slices": json_values,
-        "response_format": json_values,
+        "response_format": json_values | response_formats,
         "kb": json_values,
     },
 )
