@@ -1,17 +1,22 @@
 """Clinician feedback on answers: ratings and better answers, kept with the image and the prompt.
 
-DICOM images are de-identified (PS3.15 basic profile) before they are stored, under the SHA-256 of the
-original files, so exports never depend on temporary uploads. Every write is one transaction; SQLite runs
-in WAL mode with a busy timeout, so concurrent requests serialize instead of failing, and a crash mid-write
-leaves the last committed state intact.
+Images are de-identified before they are stored (DICOM: PS3.15 basic profile; photos: pixels only; NIfTI:
+free-text header fields blanked), in a folder named by the SHA-256 of the original files, under neutral
+file names (``image-0001.dcm``), so exports never depend on temporary uploads nor name the patient.
+Every write is one transaction; SQLite runs in WAL mode with a busy timeout, so concurrent requests
+serialize instead of failing, and a crash mid-write leaves the last committed state intact.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import json
+import logging
+import os
 import shutil
+import stat
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,8 +26,14 @@ from sqlalchemy import DateTime, Integer, String, Text, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from medvlab.errors import RequestError
-from medvlab.imaging.deid import deidentify_file
+from medvlab.imaging.deid import deidentify_bytes
 from medvlab.store.db import make_engine
+
+logger = logging.getLogger(__name__)
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+STORED_PREFIX = "image-"  # stored files are image-0001.dcm, image-0002.dcm...: never the uploaded names
 
 
 class Base(DeclarativeBase):
@@ -76,28 +87,54 @@ class FeedbackStore:
         return cls(f"sqlite:///{folder / 'medvlab.sqlite'}", folder / "images")
 
     def keep_image(self, files: Sequence[Path]) -> tuple[str, str]:
-        """Copy the image file(s) into the store; returns (reference path, sha256). Idempotent."""
+        """Store de-identified copies of the image file(s); returns (reference path, sha256). Idempotent.
+
+        The folder is named by the SHA-256 of the uploaded files, the files in it ``image-0001.dcm``...
+        (never the uploaded names, which can hold the patient's name). Only de-identified bytes are
+        written, first to a private temporary folder inside the store that is renamed into place, or
+        removed if anything fails. Links are refused, not followed.
+        """
         if not files:
             raise RequestError(
                 "Feedback needs the image it is about.", "Load an image before rating the answer."
             )
+        ordered = sorted(Path(f) for f in files)
         digest = hashlib.sha256()
-        for f in sorted(files):
+        for f in ordered:
             digest.update(f.name.encode())
-            digest.update(f.read_bytes())
+            digest.update(_read_regular_file(f))
         sha = digest.hexdigest()
         folder = self.image_dir / sha
         if not folder.exists():
-            tmp = self.image_dir / f".{sha}.{uuid.uuid4().hex}.tmp"  # private to this writer
-            tmp.mkdir(parents=True)
-            for f in files:  # DICOM is de-identified before it is stored (same seed: one consistent study)
-                deidentify_file(f, tmp / f.name, seed=sha)
+            self._write_deidentified(ordered, folder, sha)
+        if len(ordered) > 1:
+            return str(folder), sha
+        stored = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+        if not stored[0].name.startswith(STORED_PREFIX):
+            logger.warning("feedback image %s was stored before neutral file names", sha[:12])
+        return str(stored[0]), sha
+
+    def _write_deidentified(self, files: Sequence[Path], folder: Path, sha: str) -> None:
+        tmp = self.image_dir / f".{sha}.{uuid.uuid4().hex}.tmp"  # private to this writer
+        tmp.mkdir(parents=True)
+        try:
+            stems: dict[str, str] = {}  # uploaded stem -> neutral stem (keeps .hdr/.img pairs paired)
+            for f in files:  # DICOM: the same seed for every file, so one study stays one study
+                clean = deidentify_bytes(_read_regular_file(f), f.name, seed=sha)
+                stem = stems.setdefault(_stem(f.name), f"{STORED_PREFIX}{len(stems) + 1:04d}")
+                target = tmp / f"{stem}{clean.suffix}"
+                if target.exists():  # two uploads whose names differ only in the suffix: a.jpg, a.jpeg
+                    stem = stems[f"/{f.name}"] = f"{STORED_PREFIX}{len(stems) + 1:04d}"
+                    target = tmp / f"{stem}{clean.suffix}"
+                target.write_bytes(clean.data)
             try:
                 tmp.rename(folder)  # atomic: a crash never leaves a half-copied image folder
             except OSError:
-                shutil.rmtree(tmp, ignore_errors=True)  # another request stored the same image first
-        ref = folder if len(files) > 1 else folder / files[0].name
-        return str(ref), sha
+                if not folder.exists():
+                    raise
+                # another request stored the same image first; its copy is the same
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # gone after a successful rename; removed otherwise
 
     def add(self, record: FeedbackRecord, files: Sequence[Path]) -> int:
         if record.rating not in (-1, 1):
@@ -168,6 +205,30 @@ class FeedbackStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
         return len(rows)
+
+
+def _stem(name: str) -> str:
+    lower = name.lower()
+    return name[: -len(".nii.gz")] if lower.endswith(".nii.gz") else name.rsplit(".", 1)[0]
+
+
+def _read_regular_file(path: Path) -> bytes:
+    """The bytes of ``path``, refusing links (checked, then opened with O_NOFOLLOW) and non-files."""
+    problem = f"'{path.name}' is a symbolic link; medvlab stores only the image file itself."
+    fix = "Send the file itself, not a link to it."
+    # the last component only: a linked parent folder (/tmp -> /private/tmp on macOS) is harmless
+    if path.is_symlink() or path.resolve() != path.parent.resolve() / path.name:
+        raise RequestError(problem, fix)
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)  # NONBLOCK: a FIFO cannot hang us
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # it became a link after the check
+            raise RequestError(problem, fix) from exc
+        raise RequestError(f"'{path.name}' could not be read ({exc.strerror}).", "Send it again.") from exc
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise RequestError(f"'{path.name}' is not a regular file.", "Send the image file itself.")
+        return fh.read()
 
 
 def _pair(row: FeedbackRow, chosen: str, rejected: str) -> dict[str, object]:
