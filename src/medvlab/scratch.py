@@ -52,6 +52,16 @@ def _remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def remove_root() -> None:
+    """Remove this process's scratch folder now (a server's shutdown: uvicorn re-raises SIGTERM after a
+    graceful stop, so exit hooks do not run)."""
+    global _root
+    with _lock:
+        if _root is not None:
+            _remove(_root)
+            _root = None
+
+
 @contextlib.contextmanager
 def temp_dir(prefix: str = "tmp-") -> Iterator[Path]:
     """A folder for one request's files, removed when the block ends (whatever happens inside)."""

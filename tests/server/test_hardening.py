@@ -385,3 +385,49 @@ def test_json_schema_check_names_the_problem() -> None:
         with pytest.raises(E.RequestError, match=words):
             check_schema(bad)
     assert json.dumps(check_schema({"type": "object", "properties": {"a": {"type": "string"}}}))
+
+
+@pytest.mark.slow
+def test_server_scratch_is_removed_at_shutdown_and_swept_after_a_crash(
+    tiny_dir: Path, cache_dir: Path, tmp_path: Path, dicom_files: dict[str, Path]
+) -> None:
+    """``medvlab serve`` keeps uploads in TMPDIR/medvlab-run-<pid>-*: gone after SIGTERM; after SIGKILL the
+    next start-up removes it."""
+    import signal
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    env = {**os.environ, "TMPDIR": str(tmp_path), "MEDVLAB_CACHE_DIR": str(cache_dir), "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "medvlab.cli.main", "serve", "--model", "tiny", "--port", str(port)]
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        from tests.helpers import wait_until_up
+
+        wait_until_up(f"http://127.0.0.1:{port}")
+        files = [
+            ("files", ("PLANTEDNAME.dcm", dicom_files["CT_small.dcm"].read_bytes(), "application/dicom"))
+        ]
+        assert httpx.post(f"http://127.0.0.1:{port}/gradio_api/upload", files=files).status_code == 200
+        return proc
+
+    def runs() -> list[Path]:
+        return sorted(tmp_path.glob(f"{scratch.PREFIX}*"))
+
+    proc = start()
+    assert len(runs()) == 1 and any(runs()[0].rglob("PLANTEDNAME.dcm"))
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+    assert runs() == []
+    proc = start()
+    crashed = runs()
+    proc.kill()  # kill -9: no shutdown, the folder stays behind
+    proc.wait(30)
+    assert runs() == crashed
+    proc = start()  # the next server sweeps it
+    assert crashed[0] not in runs() and len(runs()) == 1
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+    assert runs() == []

@@ -31,7 +31,7 @@ def serve(
     bind, why = bind_host(settings.host, settings.api_keys)
     if why:
         typer.echo(why, err=True)
-    app = create_app(Lab(settings), ui=not no_ui)
+    app = create_app(Lab(settings), ui=not no_ui, own_scratch=True)
     auth = "API keys required" if settings.api_keys else "no API key: loopback only"
     typer.echo(f"medvlab serving {settings.model} at http://{bind}:{settings.port}/ ({auth})", err=True)
     uvicorn.run(app, host=bind, port=settings.port, log_level="info")

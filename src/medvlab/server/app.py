@@ -36,8 +36,11 @@ def _reap(stop: threading.Event, ttl_s: float) -> None:
             logger.warning("could not clean scratch files: %s", exc)
 
 
-def create_app(lab: Lab | None = None, ui: bool = True, preload: bool = True) -> FastAPI:
-    """Build the app around ``lab``. ``preload`` loads the model at start-up instead of on first use."""
+def create_app(
+    lab: Lab | None = None, ui: bool = True, preload: bool = True, own_scratch: bool = False
+) -> FastAPI:
+    """Build the app around ``lab``. ``preload`` loads the model at start-up instead of on first use;
+    ``own_scratch`` (the server process) removes the process's scratch folder at shutdown."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     lab = lab or Lab()
@@ -57,6 +60,8 @@ def create_app(lab: Lab | None = None, ui: bool = True, preload: bool = True) ->
             yield
         finally:
             stop.set()
+            if own_scratch:
+                scratch.remove_root()
 
     app = FastAPI(
         title="medvlab",
