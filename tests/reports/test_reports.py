@@ -15,7 +15,7 @@ from pypdf import PdfReader
 
 from medvlab.kb.retrieve import Hit
 from medvlab.kb.store import Snippet
-from medvlab.reports.dicom import encapsulate_pdf
+from medvlab.imaging.documents import encapsulate_pdf
 from medvlab.reports.pdf import ReportContent, build_pdf
 from medvlab.services import Lab
 from medvlab.vlm.prompting import DISCLAIMERS, Turn

@@ -70,7 +70,7 @@ def as_dicom(pdf: bytes, image: MedImage) -> bytes:
     """The PDF as a DICOM Encapsulated PDF that belongs to ``image``'s study (Part 10 bytes)."""
     from pydicom.filebase import DicomBytesIO
 
-    from medvlab.reports.dicom import encapsulate_pdf
+    from medvlab.imaging.documents import encapsulate_pdf
 
     out = DicomBytesIO()
     encapsulate_pdf(pdf, image.metadata).save_as(out, enforce_file_format=True)

@@ -1,4 +1,5 @@
-"""A PDF report as a DICOM Encapsulated PDF object that belongs to the source study.
+"""A PDF report as a DICOM Encapsulated PDF object that belongs to the source study (kept under imaging/,
+where every DICOM object medvlab reads or writes lives).
 
 Built with pydicom directly: the IOD (PS3.3 A.45.1) is a handful of modules, and highdicom offers no
 encapsulated-document class. Patient fields are left empty (medvlab never keeps PHI); the study and the
