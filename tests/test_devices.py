@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medvlab.devices import Probe, doctor, pick_attention, resolve_device
+from medvlab.devices import Probe, autocast, doctor, grad_scaler, pick_attention, pick_backend, resolve_device
 from medvlab.errors import ConfigError, DeviceError
 
 
@@ -94,3 +94,56 @@ def test_doctor_on_this_machine() -> None:
     assert report["selected"]["device"] == "cpu"
     assert report["torch"].startswith("2.")
     assert set(report["accelerators"]) == {"cuda", "npu", "mlu", "xpu", "mps"}
+
+
+def test_autocast_dtype_per_device() -> None:
+    def amp(kind: str, bf16: bool = True) -> str | None:
+        return resolve_device(probes=[fake(kind, bf16=bf16), fake("cpu")]).autocast_dtype(True)
+
+    assert amp("cuda") == "bfloat16" and amp("cuda", bf16=False) == "float16"
+    assert amp("npu") == amp("mlu") == amp("xpu") == amp("mps") == "float16"
+    cpu = resolve_device(probes=table())
+    assert cpu.bf16 is True and cpu.dtype == "float32"  # model dtype and autocast dtype are separate choices
+    assert cpu.autocast_dtype(True) == "bfloat16" and cpu.autocast_dtype(False) is None
+    assert resolve_device(probes=[fake("cuda"), fake("cpu")]).autocast_dtype(amp=False) is None
+
+
+def test_grad_scaler_only_for_float16() -> None:
+    cuda = resolve_device(probes=[fake("cuda", bf16=False), fake("cpu")])
+    assert cuda.grad_scaler_kind(cuda.autocast_dtype(True)) == "cuda"
+    assert cuda.grad_scaler_kind(None) is None
+    assert resolve_device(probes=[fake("cuda"), fake("cpu")]).grad_scaler_kind("bfloat16") is None
+    assert resolve_device(probes=[fake("npu"), fake("cpu")]).grad_scaler_kind("float16") == "npu"
+    cpu = resolve_device("cpu")
+    scaler = grad_scaler(cpu, cpu.autocast_dtype(True))
+    assert not scaler.is_enabled() and scaler.state_dict() == {}
+
+
+def test_distributed_backend_per_device() -> None:
+    def backend(kind: str) -> str:
+        return resolve_device(probes=[fake(kind), fake("cpu")]).distributed_backend
+
+    assert (backend("cuda"), backend("npu"), backend("mlu")) == ("nccl", "hccl", "cncl")
+    assert (backend("mps"), resolve_device(probes=table()).distributed_backend) == ("gloo", "gloo")
+    assert pick_backend("xpu", lambda: True, no_flash) == "xccl"
+    assert pick_backend("xpu", lambda: False, lambda m: m == "oneccl_bindings_for_pytorch") == "ccl"
+    assert pick_backend("xpu", lambda: False, no_flash) == "gloo"
+
+
+def test_each_torchrun_process_gets_its_own_accelerator() -> None:
+    cuda = resolve_device(probes=[fake("cuda", count=4), fake("cpu")])
+    assert cuda.for_local_rank(3).torch_device == "cuda:3"
+    assert (
+        resolve_device("cuda", probes=[fake("cuda"), fake("cpu")]).for_local_rank(1).torch_device == "cuda:1"
+    )
+    assert resolve_device(probes=table()).for_local_rank(1).torch_device == "cpu"  # ranks share the CPU
+
+
+def test_autocast_context_on_cpu() -> None:
+    import torch
+
+    cpu = resolve_device("cpu")
+    with autocast(cpu, amp=True):
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
+    with autocast(cpu, amp=False):
+        assert not torch.is_autocast_enabled("cpu")

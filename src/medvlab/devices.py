@@ -2,7 +2,9 @@
 
 Modelled on vLLM's ``platforms``: a table of probes, checked in priority order. Vendor extensions
 (``torch_npu``, ``torch_mlu``) are imported only inside their probe, and only when installed, so that
-importing medvlab never pays for (or breaks on) a vendor stack. Tests pass fake probes.
+importing medvlab never pays for (or breaks on) a vendor stack. Tests pass fake probes. What follows
+from the device is decided here too: model dtype, attention, autocast dtype, loss scaling, and the
+``torch.distributed`` backend.
 """
 
 from __future__ import annotations
@@ -12,15 +14,21 @@ import importlib.util
 import logging
 import platform
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from medvlab.errors import ConfigError, DeviceError, look_up_option
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
 DTYPES = ("bfloat16", "float16", "float32")
 ATTENTION = ("flash_attention_2", "sdpa", "eager")
+BACKENDS = {"cuda": "nccl", "npu": "hccl", "mlu": "cncl"}
+"""torch.distributed backend of each accelerator with its own collective library (ROCm's RCCL is nccl)."""
 
 
 @dataclass(frozen=True)
@@ -56,11 +64,35 @@ class DeviceInfo:
     attn_implementation: str
     memory_gb: float | None = None
     found: tuple[str, ...] = field(default_factory=tuple)
+    bf16: bool = False
+    """Whether the device does bfloat16 math natively (what its probe reports)."""
 
     @property
     def torch_device(self) -> str:
         """String for ``torch.device`` / ``.to()``, e.g. ``cuda:0`` or ``cpu``."""
         return self.kind if self.index is None else f"{self.kind}:{self.index}"
+
+    def for_local_rank(self, local_rank: int) -> DeviceInfo:
+        """The device of one process of a torchrun job: accelerator ``local_rank`` (CPU, MPS: shared)."""
+        return self if self.kind in ("cpu", "mps") else replace(self, index=local_rank)
+
+    def autocast_dtype(self, amp: bool = True) -> str | None:
+        """The dtype of ``torch.autocast`` here, or None when ``amp`` is off: bfloat16 where it is native
+        (CUDA GPUs that support it; CPUs, where autocast does bf16 well), else float16 (older GPUs, MPS,
+        NPU, MLU, XPU: the dtype every vendor stack autocasts to)."""
+        if not amp:
+            return None
+        return "bfloat16" if self.kind == "cpu" or (self.kind == "cuda" and self.bf16) else "float16"
+
+    def grad_scaler_kind(self, amp_dtype: str | None) -> str | None:
+        """Device type of the ``torch.amp.GradScaler`` that training in ``amp_dtype`` needs, or None:
+        only float16 underflows small gradients (bfloat16 and float32 have float32's range)."""
+        return self.kind if amp_dtype == "float16" else None
+
+    @property
+    def distributed_backend(self) -> str:
+        """The ``torch.distributed`` backend for this kind of device (see :func:`pick_backend`)."""
+        return pick_backend(self.kind)
 
 
 def has_module(name: str) -> bool:
@@ -203,14 +235,63 @@ def pick_attention(kind: str, dtype: str, module_exists: Callable[[str], bool] =
     """flash-attention 2 on CUDA with a half dtype when installed, else PyTorch SDPA, else eager."""
     if kind == "cuda" and dtype in ("bfloat16", "float16") and module_exists("flash_attn"):
         return "flash_attention_2"
-    try:
-        import torch.nn.functional as F
+    return "sdpa" if hasattr(_torch().nn.functional, "scaled_dot_product_attention") else "eager"
 
-        if hasattr(F, "scaled_dot_product_attention"):
-            return "sdpa"
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        pass
-    return "eager"
+
+def _xccl_available() -> bool:
+    check = getattr(_torch().distributed, "is_xccl_available", None)  # torch >= 2.8 built with XPU
+    return bool(check and check())
+
+
+def pick_backend(
+    kind: str,
+    xccl_available: Callable[[], bool] = _xccl_available,
+    module_exists: Callable[[str], bool] = has_module,
+) -> str:
+    """nccl on CUDA/ROCm, hccl on Ascend NPU, cncl on Cambricon MLU; on Intel XPU xccl when torch has it,
+    else ccl from oneccl_bindings_for_pytorch; gloo otherwise (CPU, MPS, an XPU without either)."""
+    if kind in BACKENDS:
+        return BACKENDS[kind]
+    if kind == "xpu" and _safe(xccl_available):
+        return "xccl"
+    if kind == "xpu" and module_exists("oneccl_bindings_for_pytorch"):
+        return "ccl"
+    return "gloo"
+
+
+def join_process_group(device: DeviceInfo) -> None:
+    """Make ``device`` this process's current one and join the process group torchrun describes."""
+    dist = _torch().distributed
+    setter = getattr(getattr(_torch(), device.kind, None), "set_device", None)
+    if device.index is not None and setter is not None:
+        setter(device.index)  # collectives (NCCL, HCCL, ...) run on the current device
+    backend = device.distributed_backend
+    if backend == "ccl":
+        importlib.import_module("oneccl_bindings_for_pytorch")  # registers the ccl backend
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+
+
+def autocast(device: DeviceInfo, amp: bool) -> AbstractContextManager[Any]:
+    """``torch.autocast`` in :meth:`DeviceInfo.autocast_dtype`'s dtype, or a no-op when ``amp`` is off."""
+    dtype = device.autocast_dtype(amp)
+    if dtype is None:
+        return nullcontext()
+    torch = _torch()
+    return torch.autocast(device.kind, dtype=getattr(torch, dtype))
+
+
+def grad_scaler(device: DeviceInfo, amp_dtype: str | None) -> torch.amp.GradScaler:
+    """The loss scaler for training in ``amp_dtype``: enabled only where :meth:`DeviceInfo.grad_scaler_kind`
+    says so, else disabled (``scale``/``step`` pass through; its state is empty). A device whose stack
+    has no GradScaler trains unscaled, with a warning."""
+    torch = _torch()
+    kind = device.grad_scaler_kind(amp_dtype)
+    try:
+        return torch.amp.GradScaler(device.kind, enabled=kind is not None)
+    except (RuntimeError, ValueError) as exc:  # e.g. a vendor device without scaler support
+        logger.warning("no gradient scaler for %s (%s); fp16 training runs unscaled", device.kind, exc)
+        return torch.amp.GradScaler(device.kind, enabled=False)
 
 
 def resolve_device(
@@ -242,12 +323,13 @@ def resolve_device(
         probe = next(p for p in table if p.kind in found)
         kind, index = probe.kind, (0 if probe.kind not in ("cpu", "mps") else None)
 
+    bf16 = bool(_safe(probe.supports_bf16))
     if dtype:
         chosen_dtype = look_up_option(dtype, DTYPES, "dtype")
     elif kind == "cpu":
         chosen_dtype = "float32"
     else:
-        chosen_dtype = probe.half_dtype if _safe(probe.supports_bf16) else "float16"
+        chosen_dtype = probe.half_dtype if bf16 else "float16"
 
     attn = (
         look_up_option(attn_implementation, ATTENTION, "attention implementation")
@@ -268,6 +350,7 @@ def resolve_device(
         attn_implementation=attn,
         memory_gb=_safe(lambda: probe.memory_gb(i)),
         found=found,
+        bf16=bf16,
     )
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from medvlab.cli import options
+from medvlab.cli.dataclass_options import DataclassOptions, Flag
+from medvlab.seg.config import SegTrainConfig
 
 seg_app = typer.Typer(
     help="3-D segmentation (MONAI networks): train, predict, eval, export.", no_args_is_help=True
@@ -19,11 +22,10 @@ MODEL = typer.Option(
 )
 
 
-def _floats(text: str | None, what: str) -> tuple[float, float, float] | None:
+def _floats(text: str, what: str) -> tuple[float, float, float]:
+    """One number (all three axes) or three, comma separated: ``2`` or ``1.5,1.5,2``."""
     from medvlab.errors import ConfigError
 
-    if text is None:
-        return None
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
@@ -39,6 +41,26 @@ def _floats(text: str | None, what: str) -> tuple[float, float, float] | None:
     return (values[0], values[1], values[2])
 
 
+def _names(text: str) -> list[str] | None:
+    return [n.strip() for n in text.split(",")] if text else None
+
+
+TRAIN = DataclassOptions(
+    SegTrainConfig,
+    {
+        "output_dir": Flag(("--output", "-o")),
+        "patch": Flag(cli_type=int),
+        "spacing": Flag(cli_type=str, parse=lambda text: _floats(text, "--spacing")),
+        "label_names": Flag(cli_type=str, parse=_names),
+        "num_samples": Flag(("--samples",)),
+        "device": Flag(("--device", "-d")),
+    },
+    skip=("weight_decay", "augment"),  # Python-only knobs
+    negatable=False,  # --binarize, --amp, --resume, ... are switches (no --no-x)
+)
+"""``seg train``'s options, generated from :class:`SegTrainConfig` (one per field, docstring as help)."""
+
+
 @seg_app.command("sample-data")
 def sample_data(
     output: Path = typer.Argument(Path("data/brain"), help="Folder to write train/ and test/ into."),
@@ -52,88 +74,17 @@ def sample_data(
 
 
 @seg_app.command("train")
-def train(
-    images: list[str] = typer.Option(..., "--images", help="Image files, folders or globs (repeatable)."),
-    labels: list[str] = typer.Option(
-        ..., "--labels", help="Label files in the same sorted order (repeatable)."
-    ),
-    output: Path = typer.Option(
-        Path("runs/seg"), "--output", "-o", help="Folder for checkpoints and curves."
-    ),
-    val_images: list[str] = typer.Option(
-        [], "--val-images", help="Validation images (default: 20% held out)."
-    ),
-    val_labels: list[str] = typer.Option([], "--val-labels", help="Validation labels."),
-    net: str = typer.Option("unet", "--net", help="unet, segresnet or swinunetr."),
-    width: int = typer.Option(16, "--width", help="Channels of the first level (model size)."),
-    patch: int = typer.Option(96, "--patch", help="Cubic training patch / sliding window size (voxels)."),
-    spacing: str | None = typer.Option(
-        None, "--spacing", help="Voxel size in mm, e.g. 2 or 1.5,1.5,2 (default: median)."
-    ),
-    label_names: str | None = typer.Option(
-        None, "--label-names", help="Names of label values 1..N, comma separated."
-    ),
-    binarize: bool = typer.Option(
-        False, "--binarize", help="Treat every non-zero label voxel as one structure."
-    ),
-    intensity: str = typer.Option(
-        "percentile", "--intensity", help="percentile (MR) or ct (HU -1000..1000)."
-    ),
-    synth_head: bool = typer.Option(
-        False, "--synth-head", help="Paint random skull/scalp around skull-stripped images."
-    ),
-    largest_component: bool = typer.Option(
-        False, "--largest-component", help="Keep the largest piece per structure."
-    ),
-    epochs: int = typer.Option(50, "--epochs"),
-    steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", help="Volumes drawn per epoch."),
-    batch_size: int = typer.Option(1, "--batch-size", help="Volumes per step."),
-    samples: int = typer.Option(2, "--samples", help="Random crops per volume (pos/neg balanced)."),
-    lr: float = typer.Option(1e-3, "--lr"),
-    amp: bool = typer.Option(False, "--amp", help="Mixed precision (fp16/bf16 on GPU, bf16 on CPU)."),
-    device: str | None = options.DEVICE,
-    seed: int = typer.Option(0, "--seed"),
-    val_every: int = typer.Option(1, "--val-every", help="Validate every N epochs."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUTPUT/last.pt."),
-    workers: int = typer.Option(0, "--workers", help="Data-loader worker processes."),
-) -> None:
+@TRAIN.command
+def train(flags: dict[str, Any]) -> None:
     """Train a MONAI network. Multi-GPU / multi-node: run the same command under torchrun."""
     from rich.progress import Progress
 
-    from medvlab.errors import look_up_option
-    from medvlab.seg.model import NETS
-    from medvlab.seg.train import SegTrainConfig, train_segmentation
+    from medvlab.seg.train import train_segmentation
 
-    cfg = SegTrainConfig(
-        images=images,
-        labels=labels,
-        output_dir=output,
-        val_images=val_images,
-        val_labels=val_labels,
-        net=look_up_option(net, NETS, "network"),
-        width=width,
-        patch=patch,
-        spacing=_floats(spacing, "--spacing"),
-        label_names=[n.strip() for n in label_names.split(",")] if label_names else None,
-        binarize=binarize,
-        intensity=look_up_option(intensity, ("percentile", "ct"), "intensity scaling"),
-        synth_head=synth_head,
-        largest_component=largest_component,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        batch_size=batch_size,
-        num_samples=samples,
-        lr=lr,
-        amp=amp,
-        device=device,
-        seed=seed,
-        val_every=val_every,
-        resume=resume,
-        workers=workers,
-    )
+    cfg = TRAIN.build(flags)
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
     with Progress(disable=not main_rank) as bar:
-        task = bar.add_task("Training", total=epochs)
+        task = bar.add_task("Training", total=cfg.epochs)
 
         def on_epoch(epoch: int, total: int, row: dict[str, float]) -> None:
             dice = f" val Dice {row['val_dice']:.4f}" if "val_dice" in row else ""
@@ -144,9 +95,10 @@ def train(
         result = train_segmentation(cfg, on_epoch)
     if not main_rank:
         return
+    out = cfg.output_dir
     typer.echo(
         f"best val Dice {result.best_dice:.4f} (epoch {result.best_epoch}); "
-        f"wrote {output / 'best.pt'}, {output / 'metrics.csv'}, {output / 'curves.png'}"
+        f"wrote {out / 'best.pt'}, {out / 'metrics.csv'}, {out / 'curves.png'}"
     )
 
 

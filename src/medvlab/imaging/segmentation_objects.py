@@ -1,6 +1,7 @@
-"""DICOM Segmentation objects (highdicom): find the source headers of a segmented image again and write a
-binary SEG that references them. Kept under ``imaging/`` with every other DICOM object medvlab writes;
-segments are described by plain data (name + SNOMED category and type), so this knows nothing of ``seg``."""
+"""DICOM Segmentation objects (highdicom): read a SEG onto the grid of the series it references, find the
+source headers of a segmented image again, and write a binary SEG that references them. Kept under
+``imaging/`` with every other DICOM object medvlab reads or writes; segments are described by plain data
+(name + SNOMED category and type), so this knows nothing of ``seg``."""
 
 from __future__ import annotations
 
@@ -17,6 +18,73 @@ from medvlab.errors import ConfigError
 from medvlab.imaging.deflate import open_dataset
 from medvlab.imaging.dicom import is_dicom_file, list_files
 from medvlab.imaging.types import MedImage
+
+SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+"""SOP Class UID of DICOM Segmentation Storage."""
+
+
+def is_dicom_seg(path: Path) -> bool:
+    """True for a DICOM Segmentation object (e.g. exported by 3D Slicer or written by medvlab)."""
+    if not (path.is_file() and is_dicom_file(path)):
+        return False
+    try:
+        ds = open_dataset(path, LoadLimits(), name=path.name, force=False, stop_before_pixels=True)
+        return str(ds.get("SOPClassUID", "")) == SEG_STORAGE
+    except Exception:  # unreadable header: not a SEG; the image loader reports the file properly
+        return False
+
+
+def read_seg(path: Path, reference: MedImage | None, limits: LoadLimits) -> MedImage:
+    """A DICOM SEG put on the grid of the image it references, as a label volume.
+
+    A SEG stores frames per source instance (empty ones often omitted), so it becomes a label array only
+    against ``reference``, the DICOM image it was drawn on: segment numbers become label values.
+    """
+    import highdicom as hd
+
+    if reference is None or not reference.source_format.startswith("dicom"):
+        raise ConfigError(
+            f"'{path.name}' is a DICOM SEG; it needs the DICOM series it was drawn on to become a volume.",
+            "Pass that series with --images.",
+        )
+    # read through the bounded path (a deflated SEG inflates only to what its header declares)
+    seg = hd.seg.Segmentation.from_dataset(open_dataset(path, limits, name=path.name), copy=False)
+    uids = list(reference.metadata.get("SOPInstanceUIDs", []))
+    referenced = {
+        str(item.ReferencedSOPInstanceUID)
+        for series in seg.get("ReferencedSeriesSequence", [])
+        for item in series.get("ReferencedInstanceSequence", [])
+    }
+    if not referenced & set(uids):  # highdicom would return an all-empty volume without complaint
+        raise ConfigError(
+            f"The DICOM SEG '{path.name}' does not fit the image it was paired with: it references none "
+            "of its instances.",
+            "Pair each SEG with the series it references (same sorted order).",
+        )
+    try:
+        if len(uids) == reference.n_slices:  # a series of single-frame images
+            pixels = seg.get_pixels_by_source_instance(
+                source_sop_instance_uids=uids, combine_segments=True, assert_missing_frames_are_empty=True
+            )
+        else:  # one multi-frame image
+            pixels = seg.get_pixels_by_source_frame(
+                source_sop_instance_uid=uids[0],
+                source_frame_numbers=list(range(1, reference.n_slices + 1)),
+                combine_segments=True,
+                assert_missing_frames_are_empty=True,
+            )
+    except (ValueError, KeyError, IndexError) as exc:  # highdicom: the SEG references other instances
+        raise ConfigError(
+            f"The DICOM SEG '{path.name}' does not fit the image it was paired with ({exc}).",
+            "Pair each SEG with the series it references (same sorted order).",
+        ) from exc
+    return MedImage(
+        np.asarray(pixels, dtype=np.uint8),
+        spacing=reference.spacing,
+        affine=reference.affine,
+        modality="SEG",
+        source_format="dicom-seg",
+    )
 
 
 class Segment(Protocol):

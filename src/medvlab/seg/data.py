@@ -5,11 +5,11 @@ to the model's spacing, scale intensities. Training and prediction call the same
 always sees its input the way it was trained. Resampling is done in voxel space with
 ``torch.nn.functional.interpolate`` (as nnU-Net does) rather than MONAI's ``Spacing``: the inverse is a
 resize to the recorded shape, exact and several times faster on CPU than a full affine resample.
+Finding, pairing and reading the files lives in :mod:`medvlab.seg.files` (its names are re-exported).
 """
 
 from __future__ import annotations
 
-import glob
 import logging
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,17 +22,20 @@ import torch
 import torch.nn.functional as F
 from monai.transforms import MapTransform, RandomizableTransform
 
-from medvlab.config import LoadLimits
 from medvlab.errors import ConfigError, ImageLoadError
-from medvlab.imaging.io import load
 from medvlab.imaging.types import MedImage
+from medvlab.seg.files import SEG_LIMITS as SEG_LIMITS
+from medvlab.seg.files import VOLUME_SUFFIXES as VOLUME_SUFFIXES
+from medvlab.seg.files import case_name as case_name
+from medvlab.seg.files import expand as expand
+from medvlab.seg.files import is_dicom_seg as is_dicom_seg
+from medvlab.seg.files import load_label, load_volume
+from medvlab.seg.files import pair as pair
 from medvlab.seg.model import SegSpec
 
 logger = logging.getLogger(__name__)
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-SEG_LIMITS = LoadLimits()
-VOLUME_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".mha", ".nrrd")
 
 
 @dataclass
@@ -130,15 +133,6 @@ def label_values(pixels: np.ndarray, binarize: bool) -> np.ndarray:
     return ((pixels > 0) if binarize else np.rint(pixels)).astype(np.uint8)
 
 
-def case_name(path: Path) -> str:
-    """A file's name without its image suffix (``.nii.gz``, ``.nii``, ``.dcm``): the case it holds."""
-    name = path.name
-    for suffix in (".nii.gz", ".nii", ".dcm"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 def prepare_label(label: MedImage, geo: Geometry, spec: SegSpec, binarize: bool) -> torch.Tensor:
     """A label volume in the same network space as its image (nearest-neighbour resampling)."""
     ras, _, _ = to_ras(label_values(grayscale(label, "The label"), binarize), label.affine)
@@ -176,123 +170,6 @@ def to_image_space(probs: torch.Tensor, geo: Geometry) -> np.ndarray:
     """Class probabilities (C, X, Y, Z) in network space -> label array in the image's (slice, row, col)."""
     native = resize(probs.float(), geo.native_shape, "trilinear")
     return from_ras(argmax_channels(native).numpy(), geo.ornt)
-
-
-def expand(patterns: Sequence[str | Path], what: str) -> list[Path]:
-    """Files from paths, folders and glob patterns, sorted.
-
-    A folder gives its NIfTI files, or its DICOM SEG files (one case each), or else is one DICOM series.
-    """
-    out: list[Path] = []
-    for pattern in patterns:
-        p = Path(pattern).expanduser()
-        if p.is_dir():
-            files = sorted(q for q in p.iterdir() if q.is_file())
-            nifti = [q for q in files if q.name.lower().endswith((".nii", ".nii.gz"))]
-            segs = (
-                [q for q in files if is_dicom_seg(q)]
-                if not nifti and files and is_dicom_seg(files[0])
-                else []
-            )
-            out.extend(nifti or segs or [p])
-        elif p.exists():
-            out.append(p)
-        else:
-            hits = sorted(Path(h) for h in glob.glob(str(p)))
-            if not hits:
-                raise ImageLoadError(f"No {what} match '{pattern}'.", "Check the path or glob pattern.")
-            out.extend(hits)
-    return out
-
-
-def pair(images: Sequence[str | Path], labels: Sequence[str | Path]) -> list[tuple[Path, Path]]:
-    """Image/label pairs in sorted order; the counts must agree."""
-    imgs, labs = expand(images, "images"), expand(labels, "labels")
-    if len(imgs) != len(labs):
-        raise ConfigError(
-            f"{len(imgs)} image(s) but {len(labs)} label(s).",
-            "Give one label per image; they are paired in sorted file-name order.",
-        )
-    if not imgs:
-        raise ConfigError("No training images were given.", "Pass --images and --labels.")
-    return list(zip(imgs, labs, strict=True))
-
-
-def load_volume(path: Path) -> MedImage:
-    return load(path, limits=SEG_LIMITS)
-
-
-SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
-"""SOP Class UID of DICOM Segmentation Storage."""
-
-
-def is_dicom_seg(path: Path) -> bool:
-    """True for a DICOM Segmentation object (e.g. exported by 3D Slicer or written by medvlab)."""
-    from medvlab.config import LoadLimits
-    from medvlab.imaging.deflate import open_dataset
-    from medvlab.imaging.dicom import is_dicom_file
-
-    if not (path.is_file() and is_dicom_file(path)):
-        return False
-    try:
-        ds = open_dataset(path, LoadLimits(), name=path.name, force=False, stop_before_pixels=True)
-        return str(ds.get("SOPClassUID", "")) == SEG_STORAGE
-    except Exception:  # unreadable header: not a SEG; the image loader reports the file properly
-        return False
-
-
-def load_label(path: Path, reference: MedImage | None = None) -> MedImage:
-    """A label volume from NIfTI/DICOM, or from a DICOM SEG put on the grid of the image it references.
-
-    A SEG stores frames per source instance (empty ones often omitted), so it becomes a label array only
-    against ``reference``, the DICOM image it was drawn on: segment numbers become label values.
-    """
-    if not is_dicom_seg(path):
-        return load_volume(path)
-    import highdicom as hd
-
-    if reference is None or not reference.source_format.startswith("dicom"):
-        raise ConfigError(
-            f"'{path.name}' is a DICOM SEG; it needs the DICOM series it was drawn on to become a volume.",
-            "Pass that series with --images.",
-        )
-    seg = hd.seg.segread(path)
-    uids = list(reference.metadata.get("SOPInstanceUIDs", []))
-    referenced = {
-        str(item.ReferencedSOPInstanceUID)
-        for series in seg.get("ReferencedSeriesSequence", [])
-        for item in series.get("ReferencedInstanceSequence", [])
-    }
-    if not referenced & set(uids):  # highdicom would return an all-empty volume without complaint
-        raise ConfigError(
-            f"The DICOM SEG '{path.name}' does not fit the image it was paired with: it references none "
-            "of its instances.",
-            "Pair each SEG with the series it references (same sorted order).",
-        )
-    try:
-        if len(uids) == reference.n_slices:  # a series of single-frame images
-            pixels = seg.get_pixels_by_source_instance(
-                source_sop_instance_uids=uids, combine_segments=True, assert_missing_frames_are_empty=True
-            )
-        else:  # one multi-frame image
-            pixels = seg.get_pixels_by_source_frame(
-                source_sop_instance_uid=uids[0],
-                source_frame_numbers=list(range(1, reference.n_slices + 1)),
-                combine_segments=True,
-                assert_missing_frames_are_empty=True,
-            )
-    except (ValueError, KeyError, IndexError) as exc:  # highdicom: the SEG references other instances
-        raise ConfigError(
-            f"The DICOM SEG '{path.name}' does not fit the image it was paired with ({exc}).",
-            "Pair each SEG with the series it references (same sorted order).",
-        ) from exc
-    return MedImage(
-        np.asarray(pixels, dtype=np.uint8),
-        spacing=reference.spacing,
-        affine=reference.affine,
-        modality="SEG",
-        source_format="dicom-seg",
-    )
 
 
 def brain_distance(label: torch.Tensor, spacing: Sequence[float]) -> torch.Tensor:

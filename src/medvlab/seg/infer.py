@@ -12,7 +12,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medvlab.devices import autocast, resolve_device
 from medvlab.imaging.types import MedImage
 from medvlab.seg.data import Geometry, prepare, to_image_space
 from medvlab.seg.model import SegCheckpoint, SegSpec, load_checkpoint
@@ -62,16 +62,6 @@ class Segmentation:
             "shape": list(self.labels.shape),
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
         }
-
-
-def autocast_dtype(device: torch.device) -> torch.dtype:
-    """The reduced precision autocast uses on ``device``: bf16 where it is native (recent GPUs, CPU),
-    else fp16 (older GPUs, MPS, NPU/MLU — the dtype their vendor stacks support everywhere)."""
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu":
-        return torch.bfloat16
-    return torch.float16
 
 
 def foreground_box(
@@ -162,6 +152,8 @@ class Predictor:
         self.checkpoint = checkpoint
         self.spec = checkpoint.spec
         self.device = torch.device(device)
+        self.device_info = resolve_device(str(self.device), dtype="float32")
+        """The device layer decides the autocast dtype (bf16 where native, else fp16)."""
         self.options = options or InferenceOptions()
         net = checkpoint.network(self.device)
         if self.options.channels_last:
@@ -180,12 +172,7 @@ class Predictor:
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
         if self.options.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last_3d)
-        ctx = (
-            torch.autocast(self.device.type, dtype=autocast_dtype(self.device))
-            if self.options.amp
-            else nullcontext()
-        )
-        with ctx:
+        with autocast(self.device_info, self.options.amp):
             out = self._forward(batch)
         return out.float()
 

@@ -1,9 +1,15 @@
-"""Training loop for 3-D segmentation: cached data, Dice-CE, AMP, validation Dice, resume, DDP.
+"""Training recipe for 3-D segmentation: cached data, Dice-CE, AMP, validation Dice, resume, DDP.
+
+It reads top to bottom: :func:`setup` builds everything a run needs into a :class:`Run`,
+:func:`fit_epoch` makes one pass over the training crops, :func:`validate` scores the validation
+volumes, and :func:`train_segmentation` loops over the epochs, keeping the best and last checkpoints,
+``metrics.csv`` and ``curves.png``. What follows from the device (which accelerator a rank uses, the
+process-group backend, the autocast dtype, loss scaling) is decided by :mod:`medvlab.devices`.
 
 Multi-GPU and multi-node runs use the same command under ``torchrun``: when ``WORLD_SIZE`` > 1 the
-process group is joined (NCCL on CUDA, Gloo on CPU), the network is wrapped in
-DistributedDataParallel, each rank reads its share of the volumes (DistributedSampler), and rank 0
-validates, writes checkpoints and curves.
+process group is joined (NCCL on CUDA, HCCL on Ascend, CNCL on MLU, Gloo on CPU), the network is
+wrapped in DistributedDataParallel, each rank reads its share of the volumes (DistributedSampler), and
+rank 0 validates, writes checkpoints and curves.
 """
 
 from __future__ import annotations
@@ -15,72 +21,28 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from medvlab.devices import resolve_device
+from medvlab.devices import DeviceInfo, autocast, grad_scaler, join_process_group, resolve_device
 from medvlab.errors import ConfigError
-from medvlab.seg.data import (
-    LoadPreparedd,
-    argmax_channels,
-    is_dicom_seg,
-    load_label,
-    load_volume,
-    pad_to_patch,
-    pair,
-    prepare,
-    prepare_label,
-    to_ras,
-    training_transforms,
-)
-from medvlab.seg.infer import InferenceOptions, autocast_dtype, window_logits
-from medvlab.seg.model import BRAIN, TISSUE, LabelInfo, SegSpec, build_network, save_checkpoint
+from medvlab.seg.config import SegTrainConfig as SegTrainConfig
+from medvlab.seg.data import argmax_channels
+from medvlab.seg.infer import InferenceOptions, window_logits
+from medvlab.seg.model import SegSpec, build_network, save_checkpoint
+from medvlab.seg.trainset import build_spec as build_spec
+from medvlab.seg.trainset import split, train_loader, validation_volumes
 
 logger = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, int, dict[str, float]], None]
-
-
-@dataclass
-class SegTrainConfig:
-    """Options of ``medvlab seg train`` (see its --help)."""
-
-    images: list[str]
-    labels: list[str]
-    output_dir: Path
-    val_images: list[str] = field(default_factory=list)
-    val_labels: list[str] = field(default_factory=list)
-    net: str = "unet"
-    width: int = 16
-    patch: int | tuple[int, int, int] = 96
-    spacing: tuple[float, float, float] | None = None
-    label_names: list[str] | None = None
-    binarize: bool = False
-    intensity: str = "percentile"
-    synth_head: bool = False
-    largest_component: bool = False
-    epochs: int = 50
-    steps_per_epoch: int | None = None
-    """Volumes drawn per epoch (default: each training volume once)."""
-    batch_size: int = 1
-    num_samples: int = 2
-    """Random crops taken from each drawn volume (a batch holds batch_size x num_samples crops)."""
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    amp: bool = False
-    device: str | None = None
-    seed: int = 0
-    val_every: int = 1
-    resume: bool = False
-    workers: int = 0
-    augment: bool = True
+VALIDATION = InferenceOptions(overlap=0.25, sw_batch_size=2, crop_foreground=False)
+"""How validation slides its windows (``amp`` follows the run)."""
 
 
 @dataclass
@@ -94,6 +56,8 @@ class TrainResult:
 
 @dataclass
 class DistContext:
+    """This process's place in a torchrun job (one process: rank 0 of 1)."""
+
     rank: int = 0
     world: int = 1
     local_rank: int = 0
@@ -108,245 +72,207 @@ class DistContext:
 
     @classmethod
     def from_env(cls) -> DistContext:
-        """Join the process group torchrun describes in the environment (a no-op for one process)."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world <= 1:
-            return cls()
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if not dist.is_initialized():
-            dist.init_process_group(backend=backend)
-        return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        """The place torchrun gives this process in its environment (none: rank 0 of 1)."""
+        env = os.environ
+        return cls(
+            int(env.get("RANK", "0")), int(env.get("WORLD_SIZE", "1")), int(env.get("LOCAL_RANK", "0"))
+        )
+
+    def join(self, device: DeviceInfo) -> None:
+        """Join the job's process group, with ``device`` as this process's own (a no-op for one process)."""
+        if self.enabled:
+            join_process_group(device)
 
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
 
-
-def _spacing(paths: list[Path]) -> tuple[float, float, float]:
-    """Median RAS voxel size of the training images (NIfTI headers only; DICOM is loaded)."""
-    found = []
-    for p in paths:
-        if p.name.lower().endswith((".nii", ".nii.gz")):
-            img: Any = nib.load(str(p))
-            ornt = nib.orientations.io_orientation(img.affine)
-            zooms = np.asarray(img.header.get_zooms()[:3], dtype=float)
-            found.append(zooms[np.argsort(ornt[:, 0])])
-        else:
-            image = load_volume(p)
-            found.append(to_ras(image.pixels[:1], image.affine)[2])
-    med = np.median(np.stack(found), axis=0)
-    return (float(med[0]), float(med[1]), float(med[2]))
+    def leave(self) -> None:
+        if self.enabled:
+            dist.destroy_process_group()
 
 
-def _label_names(cfg: SegTrainConfig, pairs: list[tuple[Path, Path]]) -> list[str]:
-    if cfg.label_names:
-        return list(cfg.label_names)
-    if cfg.binarize:
-        return ["foreground"]
-    # the image is read only when the label is a DICOM SEG, which needs it as its grid
-    top = max(
-        int(np.max(load_label(lab, load_volume(img) if is_dicom_seg(lab) else None).pixels))
-        for img, lab in pairs
-    )
-    if top < 1:
-        raise ConfigError("The labels hold no foreground voxels.", "Check --labels (or use --binarize).")
-    return [f"label_{i}" for i in range(1, top + 1)]
+@dataclass
+class Run:
+    """Everything one training run works with, built by :func:`setup`."""
 
+    cfg: SegTrainConfig
+    dist: DistContext
+    device_info: DeviceInfo
+    spec: SegSpec
+    net: torch.nn.Module
+    """The bare network: validated and saved."""
+    model: torch.nn.Module
+    """What trains: ``net``, or DistributedDataParallel around it."""
+    loss_fn: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    loader: Any
+    sampler: torch.utils.data.Sampler[int]
+    val_data: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    """Whole validation volumes and labels in network space (rank 0 only)."""
+    start_epoch: int = 0
+    best: float = -1.0
+    best_epoch: int = -1
+    rows: list[dict[str, float]] = field(default_factory=list)
 
-def build_spec(cfg: SegTrainConfig, pairs: list[tuple[Path, Path]]) -> SegSpec:
-    patch = (cfg.patch,) * 3 if isinstance(cfg.patch, int) else tuple(cfg.patch)
-    names = _label_names(cfg, pairs)
-    infos = [LabelInfo(n, TISSUE, BRAIN if n.lower() == "brain" else TISSUE) for n in names]
-    return SegSpec(
-        net=cfg.net,
-        width=cfg.width,
-        labels=infos,
-        patch=patch,  # type: ignore[arg-type]
-        spacing=cfg.spacing or _spacing([img for img, _ in pairs]),
-        intensity=cfg.intensity,
-        largest_component=cfg.largest_component,
-    )
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.device_info.torch_device)
 
-
-def _split(cfg: SegTrainConfig) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]]]:
-    pairs = pair(cfg.images, cfg.labels)
-    if cfg.val_images or cfg.val_labels:
-        return pairs, pair(cfg.val_images, cfg.val_labels)
-    if len(pairs) == 1:
-        logger.warning("one training volume and no --val-images: validating on the training volume")
-        return pairs, pairs
-    n_val = max(1, len(pairs) // 5)
-    return pairs[:-n_val], pairs[-n_val:]
+    @property
+    def out(self) -> Path:
+        return self.cfg.output_dir
 
 
 def train_segmentation(cfg: SegTrainConfig, on_epoch: EpochCallback | None = None) -> TrainResult:
     """Train (or resume) a segmentation network; writes best.pt, last.pt, metrics.csv, curves.png."""
-    from monai.data import CacheDataset, DataLoader, list_data_collate
+    run = setup(cfg)
+    for epoch in range(run.start_epoch, cfg.epochs):
+        row = fit_epoch(run, epoch)
+        if run.dist.main:
+            if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
+                row.update(validate(run))
+                if row["val_dice"] > run.best:
+                    run.best, run.best_epoch = row["val_dice"], epoch + 1
+                    save_checkpoint(
+                        run.out / "best.pt", run.spec, run.net, {"val_dice": run.best, "epoch": epoch + 1}
+                    )
+            run.rows.append(row)
+            _write_rows(run.out / "metrics.csv", run.rows)
+            save_last(run, epoch)
+            if on_epoch:
+                on_epoch(epoch + 1, cfg.epochs, row)
+        run.dist.barrier()
+    if run.dist.main:
+        plot_curves(run.rows, run.out / "curves.png")
+    run.dist.barrier()
+    run.dist.leave()
+    return TrainResult(run.out, run.best, run.best_epoch, cfg.epochs - run.start_epoch, run.rows)
+
+
+def setup(cfg: SegTrainConfig) -> Run:
+    """Device and process group, data, network, loss, optimizer, schedule and scaler; resumed from
+    ``last.pt`` when ``cfg.resume`` and it exists."""
     from monai.losses import DiceCELoss
-    from monai.transforms import Compose
     from monai.utils import set_determinism
 
-    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.num_samples < 1:
-        raise ConfigError("epochs, batch size and samples must be at least 1.", "Check the flags.")
     ctx = DistContext.from_env()
-    if ctx.enabled and torch.cuda.is_available():
-        device = torch.device(f"cuda:{ctx.local_rank}")
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device(resolve_device(cfg.device, dtype="float32").torch_device)
+    device = resolve_device(cfg.device, dtype="float32")
+    if ctx.enabled:
+        device = device.for_local_rank(ctx.local_rank)
+        ctx.join(device)
     set_determinism(cfg.seed + ctx.rank)
-    out = cfg.output_dir
-    out.mkdir(parents=True, exist_ok=True)
+    cfg.output_dir.mkdir(parents=True, exist_ok=True)
 
-    train_pairs, val_pairs = _split(cfg)
+    train_pairs, val_pairs = split(cfg)
     spec = build_spec(cfg, train_pairs)
-    items = [{"image": str(i), "label": str(lab)} for i, lab in train_pairs]
-    transform = Compose(
-        [
-            LoadPreparedd(spec, cfg.binarize, cfg.synth_head),
-            pad_to_patch(spec),
-            *training_transforms(spec, cfg.num_samples, cfg.synth_head, cfg.augment),
-        ]
-    )
-    dataset = CacheDataset(items, transform=transform, cache_rate=1.0, num_workers=None, progress=False)
-    visits = cfg.steps_per_epoch or len(items)
-    indices = [i % len(items) for i in range(visits)]
-    subset = torch.utils.data.Subset(dataset, indices)
-    sampler: torch.utils.data.Sampler[int] = (
-        torch.utils.data.DistributedSampler(subset, ctx.world, ctx.rank, shuffle=True, seed=cfg.seed)
-        if ctx.enabled
-        else torch.utils.data.RandomSampler(subset)
-    )
-    loader = DataLoader(
-        subset,
-        batch_size=cfg.batch_size,
-        sampler=sampler,
-        num_workers=cfg.workers,
-        collate_fn=list_data_collate,
-        persistent_workers=cfg.workers > 0,
-    )
-
-    net: torch.nn.Module = build_network(spec).to(device)
-    model: torch.nn.Module = (
+    loader, sampler = train_loader(cfg, spec, train_pairs, ctx.rank, ctx.world)
+    net: torch.nn.Module = build_network(spec).to(device.torch_device)
+    model = (
         torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None
+            net, device_ids=[device.index] if device.kind == "cuda" else None
         )
         if ctx.enabled
         else net
     )
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # Closed-form cosine (a function of the epoch only), so a resumed run that asks for more epochs
     # follows the new schedule instead of CosineAnnealingLR's recursive one restarting from lr 0.
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda e: 0.5 * (1 + math.cos(math.pi * min(e, cfg.epochs) / cfg.epochs))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda e: 0.5 * (1 + math.cos(math.pi * min(e, cfg.epochs) / cfg.epochs))
     )
-    amp_dtype = autocast_dtype(device) if cfg.amp else None
-    scaler = _grad_scaler(device, amp_dtype == torch.float16)
-
-    start, best, best_epoch, rows = 0, -1.0, -1, []
-    last_path = out / "last.pt"
-    if cfg.resume and last_path.exists():
-        state = torch.load(last_path, map_location="cpu", weights_only=True)
-        if SegSpec.from_dict(state["spec"]) != spec:
-            raise ConfigError(
-                f"{last_path} was trained with other settings than these.",
-                "Resume with the same flags, or pick a new --output.",
-            )
-        net.load_state_dict(state["state_dict"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start, best, best_epoch = int(state["epoch"]) + 1, float(state["best"]), int(state["best_epoch"])
-        rows = _read_rows(out / "metrics.csv")[:start]
-        logger.info("resuming from epoch %d (best Dice %.4f at epoch %d)", start, best, best_epoch)
-    elif cfg.resume:
-        logger.warning("--resume: no %s yet, starting from scratch", last_path)
-
-    val_data = [_prepare_pair(p, spec, cfg.binarize) for p in val_pairs] if ctx.main else []
-    val_opts = InferenceOptions(overlap=0.25, sw_batch_size=2, amp=cfg.amp, crop_foreground=False)
-
-    for epoch in range(start, cfg.epochs):
-        if isinstance(sampler, torch.utils.data.DistributedSampler):
-            sampler.set_epoch(epoch)
-        model.train()
-        t0, losses, crops = time.perf_counter(), [], 0
-        for batch in loader:
-            x, y = batch["image"].to(device), batch["label"].to(device)
-            opt.zero_grad(set_to_none=True)
-            ctx_amp = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext()
-            with ctx_amp:
-                loss = loss_fn(model(x), y)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            losses.append(float(loss.detach()))
-            crops += int(x.shape[0])
-        sched.step()
-        seconds = time.perf_counter() - t0
-        row: dict[str, float] = {
-            "epoch": epoch + 1,
-            "train_loss": statistics.fmean(losses) if losses else float("nan"),
-            "lr": float(opt.param_groups[0]["lr"]),
-            "seconds": round(seconds, 3),
-            "crops_per_s": round(crops * ctx.world / max(seconds, 1e-9), 3),
-        }
-        validate = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs
-        if ctx.main:
-            if validate:
-                row.update(_validate(net, val_data, spec, val_opts, device))
-                if row["val_dice"] > best:
-                    best, best_epoch = row["val_dice"], epoch + 1
-                    save_checkpoint(out / "best.pt", spec, net, {"val_dice": best, "epoch": epoch + 1})
-            rows.append(row)
-            _write_rows(out / "metrics.csv", rows)
-            save_checkpoint(
-                last_path,
-                spec,
-                net,
-                {"epoch": epoch + 1},
-                {
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "epoch": epoch,
-                    "best": best,
-                    "best_epoch": best_epoch,
-                },
-            )
-            if on_epoch:
-                on_epoch(epoch + 1, cfg.epochs, row)
-        ctx.barrier()
+    run = Run(
+        cfg=cfg,
+        dist=ctx,
+        device_info=device,
+        spec=spec,
+        net=net,
+        model=model,
+        loss_fn=DiceCELoss(to_onehot_y=True, softmax=True),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=grad_scaler(device, device.autocast_dtype(cfg.amp)),
+        loader=loader,
+        sampler=sampler,
+    )
+    resume(run)
     if ctx.main:
-        plot_curves(rows, out / "curves.png")
-    ctx.barrier()
-    if ctx.enabled:
-        dist.destroy_process_group()
-    return TrainResult(out, best, best_epoch, cfg.epochs - start, rows)
+        run.val_data = validation_volumes(val_pairs, spec, cfg.binarize)
+    return run
 
 
-def _grad_scaler(device: torch.device, enabled: bool) -> torch.amp.GradScaler:
-    """Loss scaling for fp16 training; a device whose stack has no GradScaler trains unscaled."""
-    try:
-        return torch.amp.GradScaler(device.type, enabled=enabled)
-    except (RuntimeError, ValueError) as exc:  # e.g. a vendor device without scaler support
-        logger.warning("no gradient scaler for %s (%s); fp16 training runs unscaled", device.type, exc)
-        return torch.amp.GradScaler(device.type, enabled=False)
+def resume(run: Run) -> None:
+    """Load weights, optimizer, schedule, scaler and history from ``last.pt`` when asked to resume."""
+    if not run.cfg.resume:
+        return
+    last_path = run.out / "last.pt"
+    if not last_path.exists():
+        logger.warning("--resume: no %s yet, starting from scratch", last_path)
+        return
+    state = torch.load(last_path, map_location="cpu", weights_only=True)
+    if SegSpec.from_dict(state["spec"]) != run.spec:
+        raise ConfigError(
+            f"{last_path} was trained with other settings than these.",
+            "Resume with the same flags, or pick a new --output.",
+        )
+    run.net.load_state_dict(state["state_dict"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    run.start_epoch, run.best, run.best_epoch = (
+        int(state["epoch"]) + 1,
+        float(state["best"]),
+        int(state["best_epoch"]),
+    )
+    run.rows = _read_rows(run.out / "metrics.csv")[: run.start_epoch]
+    logger.info(
+        "resuming from epoch %d (best Dice %.4f at epoch %d)", run.start_epoch, run.best, run.best_epoch
+    )
 
 
-def _prepare_pair(p: tuple[Path, Path], spec: SegSpec, binarize: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    image = load_volume(p[0])
-    x, geo = prepare(image, spec)
-    return x, prepare_label(load_label(p[1], image), geo, spec, binarize)
+def save_last(run: Run, epoch: int) -> None:
+    """``last.pt``: the weights plus everything :func:`resume` needs to continue after ``epoch``."""
+    extra = {
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "epoch": epoch,
+        "best": run.best,
+        "best_epoch": run.best_epoch,
+    }
+    save_checkpoint(run.out / "last.pt", run.spec, run.net, {"epoch": epoch + 1}, extra)
 
 
-def _validate(
-    net: torch.nn.Module,
-    val_data: list[tuple[torch.Tensor, torch.Tensor]],
-    spec: SegSpec,
-    opts: InferenceOptions,
-    device: torch.device,
-) -> dict[str, float]:
+def fit_epoch(run: Run, epoch: int) -> dict[str, float]:
+    """One pass over this epoch's training crops; returns the epoch's row of metrics."""
+    if isinstance(run.sampler, torch.utils.data.DistributedSampler):
+        run.sampler.set_epoch(epoch)
+    run.model.train()
+    t0, losses, crops = time.perf_counter(), [], 0
+    for batch in run.loader:
+        x, y = batch["image"].to(run.device), batch["label"].to(run.device)
+        run.optimizer.zero_grad(set_to_none=True)
+        with autocast(run.device_info, run.cfg.amp):
+            loss = run.loss_fn(run.model(x), y)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        losses.append(float(loss.detach()))
+        crops += int(x.shape[0])
+    run.scheduler.step()
+    seconds = time.perf_counter() - t0
+    return {
+        "epoch": epoch + 1,
+        "train_loss": statistics.fmean(losses) if losses else float("nan"),
+        "lr": float(run.optimizer.param_groups[0]["lr"]),
+        "seconds": round(seconds, 3),
+        "crops_per_s": round(crops * run.dist.world / max(seconds, 1e-9), 3),
+    }
+
+
+def validate(run: Run) -> dict[str, float]:
     """Mean Dice over the validation volumes, overall and per structure (network space).
 
     MONAI's functional ``compute_dice``, not ``DiceMetric``: the metric object all-gathers across
@@ -355,29 +281,24 @@ def _validate(
     from monai.metrics import compute_dice
     from monai.networks.utils import one_hot
 
-    net.eval()
-    forward = _autocast_forward(net, device, opts.amp)
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with autocast(run.device_info, run.cfg.amp):
+            return run.net(x).float()
+
+    n = run.spec.num_classes
+    options = replace(VALIDATION, amp=run.cfg.amp)
+    run.net.eval()
     scores_per_case = []
-    for x, y in val_data:
-        scores = window_logits(forward, x, spec, opts, device)
-        pred = one_hot(argmax_channels(scores).long()[None, None], spec.num_classes)
-        truth = one_hot(y[None].long(), spec.num_classes)
+    for x, y in run.val_data:
+        scores = window_logits(forward, x, run.spec, options, run.device)
+        pred = one_hot(argmax_channels(scores).long()[None, None], n)
+        truth = one_hot(y[None].long(), n)
         scores_per_case.append(compute_dice(pred, truth, include_background=False, ignore_empty=False)[0])
     per = torch.stack(scores_per_case).nanmean(0).tolist()
-    net.train()
+    run.net.train()
     out = {"val_dice": float(np.nanmean(per))}
-    out.update({f"val_dice_{label.name}": float(v) for label, v in zip(spec.labels, per, strict=True)})
+    out.update({f"val_dice_{label.name}": float(v) for label, v in zip(run.spec.labels, per, strict=True)})
     return out
-
-
-def _autocast_forward(
-    net: torch.nn.Module, device: torch.device, amp: bool
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device.type, dtype=autocast_dtype(device)) if amp else nullcontext():
-            return net(x).float()
-
-    return forward
 
 
 def _write_rows(path: Path, rows: list[dict[str, float]]) -> None:

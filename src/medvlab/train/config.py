@@ -21,7 +21,7 @@ class TrainConfig:
     """Options shared by SFT and DPO."""
 
     model: str = "google/medgemma-4b-it"
-    """Hub id, local folder, or ``tiny``."""
+    """Base model: hub id, local folder, or ``tiny`` (the offline test model)."""
     data: Path = Path("train.jsonl")
     """Training records (JSONL)."""
     eval_data: Path | None = None
@@ -37,11 +37,11 @@ class TrainConfig:
     target_modules: str = "all-linear"
     """``all-linear`` or a comma-separated list of module names (e.g. ``q_proj,v_proj``)."""
     modules_to_save: list[str] = field(default_factory=list)
-    """Modules trained in full and saved with the adapter (e.g. ``lm_head``, ``embed_tokens``)."""
+    """Modules trained in full and saved with the adapter, e.g. ``lm_head`` (flag: comma-separated)."""
     freeze_vision: bool = False
     """Keep the vision tower and projector frozen: LoRA only on the language model."""
     qlora: bool = False
-    """Load the base model in 4-bit NF4 (bitsandbytes) with vision tower and projector unquantized."""
+    """Load the base model in 4-bit NF4 (CUDA + bitsandbytes); vision tower and projector stay unquantized."""
     epochs: float = 1.0
     """Passes over the data (ignored when ``max_steps`` > 0)."""
     max_steps: int = -1
@@ -117,7 +117,7 @@ class SFTTrainConfig(TrainConfig):
     """Supervised fine-tuning on (image, conversation) records."""
 
     completion_only_loss: bool = True
-    """Loss on the assistant's tokens only; prompt, image tokens and padding are always masked."""
+    """Loss on the assistant's answer only, else on the prompt text too (image tokens, padding: never)."""
     max_length: int | None = None
     """Truncate longer sequences (None: no truncation; image tokens are never cut)."""
 
@@ -129,9 +129,9 @@ class DPOTrainConfig(TrainConfig):
     beta: float = 0.1
     """Strength of the KL penalty towards the reference model."""
     loss_type: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"
-    """DPO loss variant (TRL names)."""
+    """DPO loss variant: sigmoid, ipo or hinge (TRL names)."""
     learning_rate: float = 5e-6
-    """DPO wants a much smaller learning rate than SFT."""
+    """Peak learning rate (DPO wants a much smaller one than SFT)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
