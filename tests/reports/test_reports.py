@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 from pypdf import PdfReader
 
+from medvlab.imaging.documents import encapsulate_pdf
 from medvlab.kb.retrieve import Hit
 from medvlab.kb.store import Snippet
-from medvlab.imaging.documents import encapsulate_pdf
 from medvlab.reports.pdf import ReportContent, build_pdf
 from medvlab.services import Lab
 from medvlab.vlm.prompting import DISCLAIMERS, Turn
