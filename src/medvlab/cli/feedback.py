@@ -21,5 +21,5 @@ def export(
 
     fmt = look_up_option(fmt, ["dpo", "sft"], "format")
     lab = Lab(settings_with())
-    n = lab.feedback.export(output, fmt)
-    typer.echo(f"wrote {n} {fmt} record(s) from {lab.feedback.count()} rating(s) to {output}")
+    n = lab.feedback_export_to(output, fmt)
+    typer.echo(f"wrote {n} {fmt} record(s) from {lab.feedback_count()} rating(s) to {output}")

@@ -246,6 +246,13 @@ class Lab:
     def feedback_export(self, fmt: str) -> bytes:
         return feedback.export(self.feedback, fmt)
 
+    def feedback_export_to(self, path: Path, fmt: str) -> int:
+        """Write the stored feedback as JSONL training data to ``path``; returns the records written."""
+        return self.feedback.export(path, fmt)
+
+    def feedback_count(self) -> int:
+        return self.feedback.count()
+
     def set_adapter(self, path: str | None) -> str | None:
         """Apply a LoRA adapter to the loaded model, or return to the base model (None), without a restart."""
         self.require("adapters")

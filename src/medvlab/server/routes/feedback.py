@@ -20,7 +20,7 @@ def feedback(body: FeedbackRequest, lab: LabDep) -> dict[str, Any]:
     fid = lab.record_feedback_reference(
         body.image, body.question, body.answer, body.rating, body.better_answer, body.window, body.max_slices
     )
-    return {"id": fid, "total": lab.feedback.count()}
+    return {"id": fid, "total": lab.feedback_count()}
 
 
 @router.get("/feedback/export", response_model=None)
