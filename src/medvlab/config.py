@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from medvlab.errors import ConfigError
@@ -74,6 +74,18 @@ class Settings(BaseSettings):
     """Requests allowed to wait for a slot; beyond that the server answers 429 with Retry-After."""
     request_timeout_s: float = Field(default=600.0, gt=0)
     """Longest a generation may run (and a request may wait for a slot) before it is stopped."""
+    engine: Literal["transformers", "openai"] = "transformers"
+    """Who runs the model: ``transformers`` in this process (every feature), or ``openai``: a remote
+    OpenAI-compatible server (vLLM, SGLang, LMDeploy, another medvlab) at ``engine_url``."""
+    engine_url: str | None = None
+    """Base URL of the remote engine's API, e.g. ``http://127.0.0.1:8000/v1``."""
+    engine_model: str | None = None
+    """The model name the remote engine serves (default: ``model``)."""
+    engine_key_env: str | None = None
+    """Name of the environment variable holding the remote engine's API key (the key itself never
+    appears in settings, flags or logs)."""
+    engine_timeout_s: float = Field(default=120.0, gt=0)
+    """Longest wait for the remote engine's next piece of an answer."""
     max_batch_size: int = Field(default=8, ge=1, le=256)
     """Concurrent greedy requests batched into one generate() call (1 turns batching off)."""
     allow_remote_urls: bool = False
@@ -86,6 +98,15 @@ class Settings(BaseSettings):
     """Database URL of the feedback store (e.g. postgresql+psycopg://...); None: SQLite in ``data_dir``."""
     kb_url: str | None = None
     """Database URL of the knowledge base; None means SQLite at ``<cache_dir>/kb.sqlite``."""
+
+    @model_validator(mode="after")
+    def _engine_has_url(self) -> Settings:
+        if self.engine == "openai" and not self.engine_url:
+            raise ValueError(
+                "--engine openai needs the engine's address. "
+                "Fix: pass --engine-url http://HOST:PORT/v1 (MEDVLAB_ENGINE_URL)."
+            )
+        return self
 
     @field_validator("api_keys")
     @classmethod

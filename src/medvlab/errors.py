@@ -76,6 +76,14 @@ class GenerationError(MedvlabError):
     """The model was loaded but generating an answer failed (not a client error, not a load failure)."""
 
 
+class EngineUnavailableError(ModelLoadError):
+    """The serving engine (a remote OpenAI-compatible server) cannot be reached or refuses the lab."""
+
+
+class EngineTimeoutError(GenerationError):
+    """The serving engine did not answer in time."""
+
+
 class StructuredOutputError(GenerationError):
     """The model's constrained output did not complete (usually: too few new tokens)."""
 
@@ -114,6 +122,7 @@ HTTP_STATUS: list[tuple[type[MedvlabError], int]] = [
     (ImageLoadError, 422),
     (InputRefusedError, 403),
     (GatedModelError, 503),
+    (EngineUnavailableError, 503),
     (ModelNotFoundError, 503),
     (ModelLoadError, 503),
     (DeviceError, 503),
@@ -126,6 +135,7 @@ HTTP_STATUS: list[tuple[type[MedvlabError], int]] = [
     (ExplainError, 422),
     (CapabilityError, 501),
     (StructuredOutputError, 502),
+    (EngineTimeoutError, 504),
     (GenerationError, 500),
     (ExportError, 500),
     (OverloadedError, 429),

@@ -24,6 +24,10 @@ def ask(
     device: str | None = options.DEVICE,
     dtype: str | None = options.DTYPE,
     adapter: str | None = options.ADAPTER,
+    engine: str | None = options.ENGINE,
+    engine_url: str | None = options.ENGINE_URL,
+    engine_model: str | None = options.ENGINE_MODEL,
+    engine_key_env: str | None = options.ENGINE_KEY_ENV,
     window: str | None = options.WINDOW,
     max_slices: int | None = typer.Option(
         None, "--max-slices", help="Most slices of a volume sent to the model."
@@ -53,7 +57,18 @@ def ask(
     from medvlab.vlm.prompting import Turn
 
     err = Console(stderr=True)
-    lab = Lab(settings_with(model=model, device=device, dtype=dtype, adapter=adapter))
+    lab = Lab(
+        settings_with(
+            model=model,
+            device=device,
+            dtype=dtype,
+            adapter=adapter,
+            engine=engine,
+            engine_url=engine_url,
+            engine_model=engine_model,
+            engine_key_env=engine_key_env,
+        )
+    )
     with err.status("Reading the image…"):
         img = lab.load_image(image)
     err.print(f"[dim]{img.source_format} {img.modality} {'x'.join(map(str, img.pixels.shape))}[/dim]")
@@ -64,6 +79,8 @@ def ask(
         max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature, seed=seed
     )
     turns = [Turn("user", question, [img])]
+    if heatmap:
+        lab.require("attention_maps")  # before answering: the engine may not be able to explain
     result = lab.answer(turns, prompt, generation, structured=as_json, kb=kb)
     if result.data is not None:
         sys.stdout.write(json.dumps(result.data, ensure_ascii=False, indent=2) + "\n")

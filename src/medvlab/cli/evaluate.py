@@ -17,6 +17,10 @@ def evaluate(
     images: Path | None = typer.Option(None, "--images", help="Folder the image names are relative to."),
     model: str | None = options.MODEL,
     adapter: str | None = options.ADAPTER,
+    engine: str | None = options.ENGINE,
+    engine_url: str | None = options.ENGINE_URL,
+    engine_model: str | None = options.ENGINE_MODEL,
+    engine_key_env: str | None = options.ENGINE_KEY_ENV,
     device: str | None = options.DEVICE,
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Answer length cap."),
 ) -> None:
@@ -29,7 +33,17 @@ def evaluate(
     from medvlab.services import Lab
     from medvlab.train.evaluate import VQAItem, evaluate, read_items
 
-    lab = Lab(settings_with(model=model, device=device, adapter=adapter))
+    lab = Lab(
+        settings_with(
+            model=model,
+            device=device,
+            adapter=adapter,
+            engine=engine,
+            engine_url=engine_url,
+            engine_model=engine_model,
+            engine_key_env=engine_key_env,
+        )
+    )
     items = read_items(data, images)
 
     def predictor(adapter_path: str | None):  # type: ignore[no-untyped-def]

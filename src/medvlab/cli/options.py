@@ -21,3 +21,19 @@ WINDOW = typer.Option(
     "-w",
     help="Window: auto, medgemma, lung, mediastinum, bone, brain, abdomen, ... or C,W.",
 )
+ENGINE = typer.Option(
+    None,
+    "--engine",
+    help="transformers (in this process, the default) or openai (a remote OpenAI-compatible server).",
+)
+ENGINE_URL = typer.Option(
+    None,
+    "--engine-url",
+    help="The remote engine's API, e.g. http://127.0.0.1:8000/v1 (with --engine openai).",
+)
+ENGINE_MODEL = typer.Option(
+    None, "--engine-model", help="The model name the remote engine serves (default: --model)."
+)
+ENGINE_KEY_ENV = typer.Option(
+    None, "--engine-key-env", help="Environment variable that holds the remote engine's API key."
+)

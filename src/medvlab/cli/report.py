@@ -17,6 +17,10 @@ def report(
     model: str | None = options.MODEL,
     device: str | None = options.DEVICE,
     adapter: str | None = options.ADAPTER,
+    engine: str | None = options.ENGINE,
+    engine_url: str | None = options.ENGINE_URL,
+    engine_model: str | None = options.ENGINE_MODEL,
+    engine_key_env: str | None = options.ENGINE_KEY_ENV,
     window: str | None = options.WINDOW,
     structured: bool = typer.Option(False, "--structured", help="Add the structured findings table."),
     heatmap: bool = typer.Option(False, "--heatmap", help="Add attention maps of the answer."),
@@ -31,7 +35,17 @@ def report(
     from medvlab.services.report import ReportRequest, as_dicom, make_report
 
     err = Console(stderr=True)
-    lab = Lab(settings_with(model=model, device=device, adapter=adapter))
+    lab = Lab(
+        settings_with(
+            model=model,
+            device=device,
+            adapter=adapter,
+            engine=engine,
+            engine_url=engine_url,
+            engine_model=engine_model,
+            engine_key_env=engine_key_env,
+        )
+    )
     img = lab.load_image(image)
     req = ReportRequest(
         question=question,

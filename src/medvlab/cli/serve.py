@@ -12,6 +12,10 @@ def serve(
     device: str | None = options.DEVICE,
     dtype: str | None = options.DTYPE,
     adapter: str | None = options.ADAPTER,
+    engine: str | None = options.ENGINE,
+    engine_url: str | None = options.ENGINE_URL,
+    engine_model: str | None = options.ENGINE_MODEL,
+    engine_key_env: str | None = options.ENGINE_KEY_ENV,
     host: str | None = typer.Option(None, "--host", help="Interface to bind (default 127.0.0.1)."),
     port: int | None = typer.Option(None, "--port", "-p", help="Port (default 7860)."),
     no_ui: bool = typer.Option(False, "--no-ui", help="Serve the API only, without the web UI."),
@@ -26,7 +30,18 @@ def serve(
     from medvlab.server.security import bind_host
     from medvlab.services import Lab
 
-    settings = settings_with(model=model, device=device, dtype=dtype, adapter=adapter, host=host, port=port)
+    settings = settings_with(
+        model=model,
+        device=device,
+        dtype=dtype,
+        adapter=adapter,
+        host=host,
+        port=port,
+        engine=engine,
+        engine_url=engine_url,
+        engine_model=engine_model,
+        engine_key_env=engine_key_env,
+    )
     logging.getLogger("medvlab").setLevel(logging.INFO)
     bind, why = bind_host(settings.host, settings.api_keys)
     if why:

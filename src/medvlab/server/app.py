@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 def _preload(lab: Lab) -> None:
     try:
-        _ = lab.backend
+        lab.backend.check()
     except MedvlabError as exc:  # keep serving: the UI and /healthz explain, requests get the fix
         logger.error("the model could not be loaded; the lab runs without it: %s", exc)
 

@@ -59,7 +59,8 @@ class Lab:
     # -- parts ------------------------------------------------------------------------------------
     @property
     def model_id(self) -> str:
-        return self.settings.model
+        s = self.settings
+        return (s.engine_model or s.model) if s.engine == "openai" else s.model
 
     @property
     def adapter(self) -> str | None:
@@ -73,6 +74,8 @@ class Lab:
             with self._backend_lock:
                 if self.load_error is not None:
                     raise self.load_error
+                if self._backend is None and self.settings.engine == "openai":
+                    self._backend = self._remote()
                 if self._backend is None:
                     s = self.settings
                     try:
@@ -83,6 +86,14 @@ class Lab:
                         self.load_error = exc
                         raise
         return self._backend
+
+    def _remote(self) -> Backend:
+        """The remote engine (no connection is made here: a request meets the engine's state then)."""
+        from medvlab.vlm.remote import OpenAIBackend
+
+        s = self.settings
+        assert s.engine_url is not None  # Settings checks it
+        return OpenAIBackend(s.engine_url, self.model_id, s.engine_key_env, read_timeout_s=s.engine_timeout_s)
 
     @property
     def backend_loaded(self) -> bool:

@@ -59,3 +59,7 @@ class Backend(Protocol):
     def load_stats(self) -> dict[str, int]:
         """Generations running now, batches run and the largest batch so far."""
         ...
+
+    def check(self) -> None:
+        """Raise the error (with its fix) that requests would meet, e.g. a remote engine that is down."""
+        ...

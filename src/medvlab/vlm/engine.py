@@ -135,6 +135,9 @@ class TransformersBackend:
         with self._running_lock:
             return self._running
 
+    def check(self) -> None:
+        """Loaded in this process: nothing can be down."""
+
     def load_stats(self) -> dict[str, int]:
         return {
             "generating": self.generating,
