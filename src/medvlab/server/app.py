@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -37,7 +37,11 @@ def _reap(stop: threading.Event, ttl_s: float) -> None:
 
 
 def create_app(
-    lab: Lab | None = None, ui: bool = True, preload: bool = True, own_scratch: bool = False
+    lab: Lab | None = None,
+    ui: bool = True,
+    preload: bool = True,
+    own_scratch: bool = False,
+    on_shutdown: Callable[[], None] | None = None,
 ) -> FastAPI:
     """Build the app around ``lab``. ``preload`` loads the model at start-up instead of on first use;
     ``own_scratch`` (the server process) removes the process's scratch folder at shutdown."""
@@ -60,6 +64,8 @@ def create_app(
             yield
         finally:
             stop.set()
+            if on_shutdown is not None:  # e.g. stop a managed engine
+                on_shutdown()
             if own_scratch:
                 scratch.remove_root()
 
