@@ -119,3 +119,30 @@ def serve_in_thread(app: Any, ready: str = "any") -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server_process(port: int, env: dict[str, str], *args: str) -> Any:
+    """``medvlab serve --model tiny --port PORT ARGS`` as a child process (the real CLI, output discarded)."""
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable,
+        "-m",
+        "medvlab.cli.main",
+        "serve",
+        "--model",
+        "tiny",
+        "--port",
+        str(port),
+        *args,
+    ]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

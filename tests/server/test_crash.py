@@ -5,10 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,37 +14,20 @@ import httpx
 
 from medvlab.config import Settings
 from medvlab.services import Lab
-from tests.helpers import wait_until_up
+from tests.helpers import free_port, start_server_process, wait_until_up
 
 
 def test_kill_9_mid_write_loses_nothing_acknowledged(
     dicom_files: dict[str, Path], tmp_path: Path, cache_dir: Path, tiny_dir: Path
 ) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     env = {
         **os.environ,
         "MEDVLAB_CACHE_DIR": str(cache_dir),
         "MEDVLAB_DATA_DIR": str(tmp_path / "data"),
         "HF_HUB_OFFLINE": "1",
     }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "medvlab.cli.main",
-            "serve",
-            "--model",
-            "tiny",
-            "--no-ui",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = start_server_process(port, env, "--no-ui")
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url)

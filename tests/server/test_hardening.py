@@ -26,7 +26,7 @@ from medvlab.config import Settings
 from medvlab.server.app import create_app
 from medvlab.server.security import Admission
 from medvlab.services import Lab
-from tests.helpers import serve_in_thread
+from tests.helpers import serve_in_thread, start_server_process
 
 KEY = "k" * 24
 
@@ -400,10 +400,9 @@ def test_server_scratch_is_removed_at_shutdown_and_swept_after_a_crash(
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     env = {**os.environ, "TMPDIR": str(tmp_path), "MEDVLAB_CACHE_DIR": str(cache_dir), "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "medvlab.cli.main", "serve", "--model", "tiny", "--port", str(port)]
 
     def start() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = start_server_process(port, env)
         from tests.helpers import wait_until_up
 
         wait_until_up(f"http://127.0.0.1:{port}")

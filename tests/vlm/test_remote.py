@@ -24,15 +24,9 @@ from medvlab.services import Lab
 from medvlab.vlm.prompting import DISCLAIMERS, Turn, build_messages
 from medvlab.vlm.remote import DisclaimerTail, ThinkingText
 from medvlab.vlm.structured import FIELDS
-from tests.helpers import wait_until_up
+from tests.helpers import free_port, wait_until_up
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
