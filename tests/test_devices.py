@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from medvlab.devices import Probe, autocast, doctor, grad_scaler, pick_attention, pick_backend, resolve_device
+from medvlab.devices import (
+    DeviceInfo,
+    Probe,
+    autocast,
+    grad_scaler,
+    pick_attention,
+    pick_backend,
+    pick_compile,
+    resolve_device,
+)
+from medvlab.doctor import doctor
 from medvlab.errors import ConfigError, DeviceError
 
 
@@ -147,3 +157,35 @@ def test_autocast_context_on_cpu() -> None:
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
     with autocast(cpu, amp=False):
         assert not torch.is_autocast_enabled("cpu")
+
+
+def test_compile_graph_mode_and_memory_per_platform() -> None:
+    def on(kind: str, modules: tuple[str, ...] = ()) -> DeviceInfo:
+        return resolve_device(probes=[fake(kind), fake("cpu")], module_exists=lambda m: m in modules)
+
+    cuda, npu, npu_graph, mlu = on("cuda"), on("npu"), on("npu", ("torchair",)), on("mlu")
+    assert (cuda.compile_backend, cuda.graph_mode, cuda.memory_fraction) == ("inductor", "cudagraphs", 0.9)
+    assert (npu.compile_backend, npu.graph_mode, npu.memory_fraction) == (None, "eager", 0.85)
+    assert (npu_graph.compile_backend, npu_graph.graph_mode) == ("torchair", "torchair")
+    assert (mlu.compile_backend, mlu.distributed_backend, mlu.memory_fraction) == (None, "cncl", 0.85)
+    assert pick_compile("mps") == ("aot_eager", "eager") and pick_compile("xpu") == ("inductor", "eager")
+    cpu = resolve_device("cpu")
+    assert (cpu.compile_backend, cpu.memory_fraction) == ("inductor", None)
+
+
+def test_compile_module_runs_eagerly_where_no_backend_is_safe() -> None:
+    import torch
+
+    from medvlab.devices import compile_module
+
+    net = torch.nn.Linear(2, 2)
+    mlu = resolve_device(probes=[fake("mlu"), fake("cpu")])
+    assert compile_module(net, mlu) is net  # off: the module as it is, with a warning
+    compiled = compile_module(net, resolve_device("cpu"))
+    assert compiled is not net and torch.allclose(compiled(torch.ones(1, 2)), net(torch.ones(1, 2)))
+
+
+def test_doctor_shows_the_platform_choices() -> None:
+    selected = doctor("cpu")["selected"]
+    assert selected["compile"] == "inductor" and selected["distributed"] == "gloo"
+    assert selected["graph_mode"] == "eager" and selected["autocast"] == "bfloat16"

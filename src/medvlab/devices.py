@@ -29,6 +29,8 @@ DTYPES = ("bfloat16", "float16", "float32")
 ATTENTION = ("flash_attention_2", "sdpa", "eager")
 BACKENDS = {"cuda": "nccl", "npu": "hccl", "mlu": "cncl"}
 """torch.distributed backend of each accelerator with its own collective library (ROCm's RCCL is nccl)."""
+MEMORY_FRACTION = {"cuda": 0.90, "xpu": 0.90, "npu": 0.85, "mlu": 0.85}
+"""Default share of accelerator memory to take; NPU/MLU keep more back for HCCL/CNCL buffers."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,12 @@ class DeviceInfo:
     found: tuple[str, ...] = field(default_factory=tuple)
     bf16: bool = False
     """Whether the device does bfloat16 math natively (what its probe reports)."""
+    compile_backend: str | None = None
+    """The ``torch.compile`` backend that is safe here, or None: compile off (see :func:`pick_compile`)."""
+    graph_mode: str = "eager"
+    """How whole graphs are captured: ``cudagraphs`` (CUDA), ``torchair`` (Ascend graph mode), ``eager``."""
+    memory_fraction: float | None = None
+    """Default share of the device's memory to use (None: not limited, CPU / MPS)."""
 
     @property
     def torch_device(self) -> str:
@@ -238,6 +246,30 @@ def pick_attention(kind: str, dtype: str, module_exists: Callable[[str], bool] =
     return "sdpa" if hasattr(_torch().nn.functional, "scaled_dot_product_attention") else "eager"
 
 
+def pick_compile(kind: str, module_exists: Callable[[str], bool] = has_module) -> tuple[str | None, str]:
+    """(``torch.compile`` backend, graph mode) safe on ``kind``: inductor on CUDA/ROCm, XPU and CPU;
+    ``aot_eager`` on MPS (inductor's Metal path is partial); torchair (Ascend graph mode) on NPU when
+    installed; off on MLU (Cambricon's inductor support is partial) and otherwise."""
+    if kind in ("cuda", "xpu", "cpu"):
+        return "inductor", "cudagraphs" if kind == "cuda" else "eager"
+    if kind == "mps":
+        return "aot_eager", "eager"
+    if kind == "npu" and module_exists("torchair"):
+        return "torchair", "torchair"
+    return None, "eager"
+
+
+def compile_module(module: Any, device: DeviceInfo) -> Any:
+    """``torch.compile`` with the backend that is safe on ``device``, or the module as it is when none is."""
+    if device.compile_backend is None:
+        logger.warning("torch.compile is off on %s (no safe backend); running eagerly", device.kind)
+        return module
+    if device.compile_backend == "torchair":
+        torchair = importlib.import_module("torchair")
+        return _torch().compile(module, backend=torchair.get_npu_backend())
+    return _torch().compile(module, backend=device.compile_backend)
+
+
 def _xccl_available() -> bool:
     check = getattr(_torch().distributed, "is_xccl_available", None)  # torch >= 2.8 built with XPU
     return bool(check and check())
@@ -342,6 +374,7 @@ def resolve_device(
             "pip install flash-attn on a CUDA machine, or use --attn sdpa.",
         )
     i = index or 0
+    compile_backend, graph_mode = pick_compile(kind, module_exists)
     return DeviceInfo(
         kind=kind,
         index=index,
@@ -351,6 +384,9 @@ def resolve_device(
         memory_gb=_safe(lambda: probe.memory_gb(i)),
         found=found,
         bf16=bf16,
+        compile_backend=compile_backend,
+        graph_mode=graph_mode,
+        memory_fraction=MEMORY_FRACTION.get(kind),
     )
 
 
@@ -361,34 +397,3 @@ def _safe(fn: Callable[[], Any]) -> Any:
     except Exception as exc:
         logger.debug("device probe failed: %s", exc)
         return None
-
-
-def doctor(device: str | None = None) -> dict[str, Any]:
-    """What medvlab finds on this machine: versions, accelerators, and the choice it would make."""
-    import os
-    import sys
-
-    report: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for mod in ("torch", "transformers", "pydicom", "nibabel", "gradio", "fastapi"):
-        try:
-            report[mod] = importlib.import_module(mod).__version__
-        except Exception:
-            report[mod] = "not installed"
-    probes = default_probes()
-    report["accelerators"] = {
-        p.kind: (_safe(p.count) or 0) if _safe(p.available) else 0 for p in probes if p.kind != "cpu"
-    }
-    report["optional"] = {m: has_module(m) for m in ("flash_attn", "bitsandbytes", "torch_npu", "torch_mlu")}
-    report["hf_hub_offline"] = os.environ.get("HF_HUB_OFFLINE", "0")
-    try:
-        info = resolve_device(device, probes=probes)
-        report["selected"] = {
-            "device": info.torch_device,
-            "name": info.name,
-            "dtype": info.dtype,
-            "attention": info.attn_implementation,
-            "memory_gb": round(info.memory_gb, 1) if info.memory_gb else None,
-        }
-    except DeviceError as exc:
-        report["selected"] = {"error": str(exc)}
-    return report

@@ -17,7 +17,7 @@ def doctor(
     from rich.console import Console
     from rich.table import Table
 
-    from medvlab.devices import doctor as run_doctor
+    from medvlab.doctor import doctor as run_doctor
 
     report = run_doctor(device)
     if as_json:

@@ -120,7 +120,8 @@ def start_engine(
     from medvlab.devices import resolve_device
     from medvlab.vlm.launch import EngineSpec, ManagedEngine, adapter_names, check_installed
 
-    check_installed(kind, resolve_device(settings.device).kind)
+    device = resolve_device(settings.device)
+    check_installed(kind, device.kind)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         engine_port = int(s.getsockname()[1])
@@ -135,7 +136,7 @@ def start_engine(
         tensor_parallel=tensor_parallel,
         pipeline_parallel=pipeline_parallel,
         ray=ray,
-        memory_fraction=memory_fraction,
+        memory_fraction=memory_fraction if memory_fraction is not None else device.memory_fraction,
         extra=tuple(extra),
     )
     managed = ManagedEngine(spec, scratch.root() / f"{kind}.log")

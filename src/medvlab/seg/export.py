@@ -136,7 +136,9 @@ def _onnx(
 def _compile(
     net: torch.nn.Module, x: torch.Tensor, want: np.ndarray, out: Path, tol: float, t0: float
 ) -> ExportResult:
-    compiled = torch.compile(net)
+    from medvlab.devices import compile_module, resolve_device
+
+    compiled = compile_module(net, resolve_device(str(x.device), dtype="float32"))
 
     def run() -> np.ndarray:
         with torch.inference_mode():

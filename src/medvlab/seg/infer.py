@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medvlab.devices import autocast, resolve_device
+from medvlab.devices import autocast, compile_module, resolve_device
 from medvlab.imaging.types import MedImage
 from medvlab.seg.data import Geometry, prepare, to_image_space
 from medvlab.seg.model import SegCheckpoint, SegSpec, load_checkpoint
@@ -153,14 +153,14 @@ class Predictor:
         self.spec = checkpoint.spec
         self.device = torch.device(device)
         self.device_info = resolve_device(str(self.device), dtype="float32")
-        """The device layer decides the autocast dtype (bf16 where native, else fp16)."""
+        """The device layer decides the autocast dtype and the torch.compile backend."""
         self.options = options or InferenceOptions()
         net = checkpoint.network(self.device)
         if self.options.channels_last:
             net = net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
         self.net: nn.Module = net
         self._forward: Callable[[torch.Tensor], torch.Tensor] = (
-            torch.compile(net) if self.options.compile else net
+            compile_module(net, self.device_info) if self.options.compile else net
         )
 
     @classmethod
