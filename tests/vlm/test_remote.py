@@ -188,3 +188,12 @@ def test_thinking_and_disclaimer_filters_work_across_chunks() -> None:
     text = "An answer." + "\n\n" + DISCLAIMERS["zh"]
     out = "".join(tail.feed(text[i : i + 7]) for i in range(0, len(text), 7)) + tail.flush()
     assert out == "An answer."
+
+
+def test_the_disclaimer_filter_does_not_hold_back_the_answer() -> None:
+    tail = DisclaimerTail()
+    assert tail.feed("The lungs are clear.") == "The lungs are clear."
+    assert tail.feed("\n\nNo effusion.") == "\n\nNo effusion."  # a paragraph, not a disclaimer
+    assert tail.feed("\n\n⚠️ For research") == ""  # could be one: held
+    assert tail.feed(" and teaching only") == ""
+    assert tail.flush() == "\n\n⚠️ For research and teaching only"  # was not the whole disclaimer

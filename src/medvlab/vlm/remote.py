@@ -96,18 +96,28 @@ class ThinkingText:
 
 
 class DisclaimerTail:
-    """Holds back the end of a stream so a disclaimer the engine already added (another medvlab does) can be
-    removed: the lab adds its own, in the user's language."""
+    """Removes a disclaimer the engine already added (another medvlab does; the lab adds its own in the
+    user's language) without delaying the stream: only text that could be the start of one
+    (``"\n\n⚠️ …"``) is held back until it is known whether it is."""
 
     def __init__(self) -> None:
-        self.keep = max(len(d) for d in DISCLAIMERS.values()) + 8
+        self.markers = ["\n\n" + d for d in DISCLAIMERS.values()]
         self.buffer = ""
+
+    def _hold_from(self) -> int:
+        """Where the part that may be (the start of) a disclaimer begins, or len(buffer)."""
+        start = self.buffer.find("\n")
+        while start >= 0:
+            rest = self.buffer[start:]
+            if any(m.startswith(rest) or rest.startswith(m) for m in self.markers):
+                return start
+            start = self.buffer.find("\n", start + 1)
+        return len(self.buffer)
 
     def feed(self, text: str) -> str:
         self.buffer += text
-        if len(self.buffer) <= self.keep:
-            return ""
-        out, self.buffer = self.buffer[: -self.keep], self.buffer[-self.keep :]
+        i = self._hold_from()
+        out, self.buffer = self.buffer[:i], self.buffer[i:]
         return out
 
     def flush(self) -> str:
