@@ -80,14 +80,6 @@ def checked_paths(files: Any, settings: Settings) -> list[Path]:
     return paths
 
 
-def take(paths: Sequence[Path]) -> Uploads:
-    """Read uploads into memory and delete those in the upload folder (files in allowed folders stay)."""
-    folder = upload_folder()
-    uploads = Uploads([(p.name, p.read_bytes()) for p in paths])
-    forget(paths, folder)
-    return uploads
-
-
 def forget(paths: Sequence[Path], folder: Path | None = None) -> None:
     """Delete uploads from Gradio's upload folder (never files elsewhere)."""
     folder = folder or upload_folder()
