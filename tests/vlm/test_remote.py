@@ -137,6 +137,29 @@ def test_a_client_that_stops_reading_stops_the_remote(engine: str, cache_dir: Pa
     chunks.close()
 
 
+def test_cancel_while_another_thread_reads_ends_the_answer_quietly(engine: str, cache_dir: Path) -> None:
+    """A non-streaming route joins the answer in a worker thread; the client leaving sets cancel."""
+    lab = front(engine, cache_dir)
+    options = lab.generation_options(max_new_tokens=3000, min_new_tokens=3000)
+    cancel = threading.Event()
+    outcome: list[object] = []
+
+    def join() -> None:
+        try:
+            outcome.append(
+                "".join(lab.chat([Turn("user", "Describe everything.")], generation=options, cancel=cancel))
+            )
+        except Exception as exc:
+            outcome.append(exc)
+
+    reader = threading.Thread(target=join)
+    reader.start()
+    time.sleep(1.0)
+    cancel.set()
+    reader.join(15)
+    assert not reader.is_alive() and isinstance(outcome[0], str) and outcome[0].endswith(DISCLAIMERS["en"])
+
+
 def test_engine_down_slow_or_wrong(engine: str, cache_dir: Path) -> None:
     turns = [Turn("user", "Hi")]
     down = Lab(

@@ -275,7 +275,7 @@ class OpenAIBackend:
                 yield rest
         except httpx.TimeoutException as exc:
             raise self._slow(exc) from exc
-        except (httpx.HTTPError, json.JSONDecodeError) as exc:
+        except (httpx.HTTPError, httpx.StreamError, json.JSONDecodeError) as exc:
             if not stop.is_set():  # a cancelled stream ends quietly
                 raise GenerationError(
                     f"The stream from the engine at {self.url} broke: {exc}", "Retry; see the engine's log."
