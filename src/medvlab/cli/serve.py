@@ -60,6 +60,10 @@ def serve(
     from medvlab.server.security import bind_host
     from medvlab.services import Lab
 
+    from medvlab.errors import look_up_option
+
+    if engine is not None:
+        engine = look_up_option(engine, ["transformers", "openai", "vllm", "sglang"], "engine")
     managed_kind = engine if engine in ("vllm", "sglang") else None
     settings = settings_with(
         model=model,
