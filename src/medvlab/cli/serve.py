@@ -56,11 +56,10 @@ def serve(
     import uvicorn
 
     from medvlab.config import settings_with
+    from medvlab.errors import look_up_option
     from medvlab.server.app import create_app
     from medvlab.server.security import bind_host
     from medvlab.services import Lab
-
-    from medvlab.errors import look_up_option
 
     if engine is not None:
         engine = look_up_option(engine, ["transformers", "openai", "vllm", "sglang"], "engine")
