@@ -26,7 +26,7 @@ from medvlab.config import Settings
 from medvlab.server.app import create_app
 from medvlab.server.security import Admission
 from medvlab.services import Lab
-from tests.helpers import serve_in_thread, start_server_process
+from tests.helpers import free_port, serve_in_thread, start_server_process
 
 KEY = "k" * 24
 
@@ -394,11 +394,8 @@ def test_server_scratch_is_removed_at_shutdown_and_swept_after_a_crash(
     """``medvlab serve`` keeps uploads in TMPDIR/medvlab-run-<pid>-*: gone after SIGTERM; after SIGKILL the
     next start-up removes it."""
     import signal
-    import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     env = {**os.environ, "TMPDIR": str(tmp_path), "MEDVLAB_CACHE_DIR": str(cache_dir), "HF_HUB_OFFLINE": "1"}
 
     def start() -> subprocess.Popen[bytes]:

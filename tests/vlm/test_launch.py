@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from medvlab.errors import ConfigError, EngineUnavailableError
 from medvlab.vlm.launch import EngineSpec, ManagedEngine, adapter_names, check_installed, command
+from tests.helpers import free_port
 
 STAND_IN = """
 import http.server, json, os, sys
@@ -38,12 +38,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ from medvlab.services import Lab
 from medvlab.vlm.prompting import DISCLAIMERS, Turn, build_messages
 from medvlab.vlm.remote import DisclaimerTail, ThinkingText
 from medvlab.vlm.structured import FIELDS
-from tests.helpers import free_port, wait_until_up
+from tests.helpers import free_port, start_server_process, wait_until_up
 
 pytestmark = pytest.mark.slow
 
@@ -34,18 +32,7 @@ def engine(tiny_dir: Path, cache_dir: Path) -> Iterator[str]:
     """The engine: another lab process serving the tiny model's OpenAI-compatible API on loopback."""
     port = free_port()
     env = {**os.environ, "MEDVLAB_CACHE_DIR": str(cache_dir), "HF_HUB_OFFLINE": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "medvlab.cli.main",
-        "serve",
-        "--model",
-        "tiny",
-        "--no-ui",
-        "--port",
-        str(port),
-    ]
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_server_process(port, env, "--no-ui")
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url, ready="model")

@@ -17,13 +17,6 @@ from medvlab import errors as E
 
 logger = logging.getLogger(__name__)
 
-STATUS = E.HTTP_STATUS
-"""Kept for importers; the table lives in :mod:`medvlab.errors` beside the classes it maps."""
-
-
-def status_for(exc: E.MedvlabError) -> int:
-    return E.http_status(exc)
-
 
 def body(message: str, code: str, status: int) -> dict[str, Any]:
     kind = "invalid_request_error" if status < 500 else "server_error"
@@ -31,18 +24,18 @@ def body(message: str, code: str, status: int) -> dict[str, Any]:
 
 
 def error_payload(exc: E.MedvlabError) -> dict[str, Any]:
-    return body(str(exc), type(exc).__name__, status_for(exc))
+    return body(str(exc), type(exc).__name__, E.http_status(exc))
 
 
 def error_response(exc: E.MedvlabError) -> JSONResponse:
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, E.OverloadedError) else None
-    return JSONResponse(error_payload(exc), status_code=status_for(exc), headers=headers)
+    return JSONResponse(error_payload(exc), status_code=E.http_status(exc), headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(E.MedvlabError)
     async def _medvlab(request: Request, exc: E.MedvlabError) -> JSONResponse:
-        status = status_for(exc)
+        status = E.http_status(exc)
         logger.log(
             logging.ERROR if status >= 500 else logging.INFO,
             "%s %s -> %d %s",

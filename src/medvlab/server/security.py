@@ -14,14 +14,10 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from medvlab.errors import ClientGoneError, OverloadedError
+from medvlab.services.inputs import mib
 
 PUBLIC_PATHS = ("/healthz",)
 API_PREFIXES = ("/v1", "/docs", "/openapi.json", "/redoc")
-
-
-def mib(n: float) -> str:
-    """A size for a message, precise enough that a body just over a limit does not read as the limit."""
-    return f"{n / 2**20:.2f} MiB" if n < 10 * 2**20 else f"{n / 2**20:.1f} MiB"
 
 
 def key_ok(presented: str | None, keys: list[str]) -> bool:

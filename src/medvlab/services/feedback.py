@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medvlab import scratch
+from medvlab.services.inputs import write_neutral
 from medvlab.vlm.prompting import strip_disclaimer
 
 if TYPE_CHECKING:
@@ -85,12 +86,7 @@ def record_uploads(
     """:func:`record` for uploaded files held in memory: their plain copies live, under neutral names,
     only in a scratch folder for the duration of the call (the store keeps de-identified copies)."""
     with scratch.temp_dir("fb-") as tmp:
-        paths = []
-        for i, (name, data) in enumerate(uploads):
-            suffix = "".join(Path(name).suffixes[-2:])[:16] if Path(name).suffix else ""
-            path = tmp / f"upload-{i:04d}{suffix}"
-            path.write_bytes(data)
-            paths.append(path)
+        paths = write_neutral(uploads, tmp)
         if len(uploads) == 1:
             lab.inputs.load_bytes(uploads[0][1], uploads[0][0])  # refuse non-images before storing
         else:

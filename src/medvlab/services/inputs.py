@@ -48,7 +48,20 @@ PATH_FIX = (
 
 
 def mib(n: float) -> str:
+    """A size for a message, precise enough that a body just over a limit does not read as the limit."""
     return f"{n / 2**20:.2f} MiB" if n < 10 * 2**20 else f"{n / 2**20:.1f} MiB"
+
+
+def write_neutral(files: Sequence[tuple[str, bytes]], folder: Path) -> list[Path]:
+    """Uploaded (name, bytes) written into ``folder`` as ``upload-0000.dcm``...: the suffix is kept (the
+    loaders read it), the name is not (it can hold the patient's name)."""
+    paths = []
+    for i, (name, data) in enumerate(files):
+        suffix = "".join(Path(name).suffixes[-2:])[:16] if Path(name).suffix else ""
+        path = folder / f"upload-{i:04d}{suffix}"
+        path.write_bytes(data)
+        paths.append(path)
+    return paths
 
 
 def is_remote(ref: str) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 from medvlab import scratch
 from medvlab.config import Settings
 from medvlab.errors import InputRefusedError
+from medvlab.services.inputs import write_neutral
 
 NOT_AN_UPLOAD = InputRefusedError(
     "A file named in this request was not uploaded in this session.",
@@ -36,13 +37,7 @@ class Uploads:
 
     def write(self, folder: Path) -> list[Path]:
         """The files written under neutral names (no patient name in a file name) into ``folder``."""
-        paths = []
-        for i, (name, data) in enumerate(self.files):
-            suffix = "".join(Path(name).suffixes[-2:])[:16] if Path(name).suffix else ""
-            path = folder / f"file-{i:04d}{suffix}"
-            path.write_bytes(data)
-            paths.append(path)
-        return paths
+        return write_neutral(self.files, folder)
 
 
 def upload_folder() -> Path:
