@@ -96,3 +96,24 @@ def test_segment_and_overlay(lab: Lab, brain_data: dict[str, Path]) -> None:
     inside = seg.labels[index] > 0
     assert (drawn[inside][:, 0].astype(int) - plain[inside][:, 0]).mean() > 10  # tinted red
     assert (drawn[~inside] == plain[~inside]).all()
+
+
+def test_an_adapter_that_trained_the_vision_tower_is_merged_for_the_engine(
+    sft_adapter: Path, cache_dir: Path
+) -> None:
+    """vLLM/SGLang put LoRA on the language model only: the default adapter is merged into the model the
+    engine serves; another vision adapter is refused with the fix."""
+    from medvlab.errors import ConfigError
+    from medvlab.services.adapters import for_engine
+    from medvlab.vlm.launch import adapter_names
+
+    settings = Settings(model="tiny", cache_dir=cache_dir, adapter=str(sft_adapter.resolve()))
+    names = adapter_names([str(sft_adapter)])
+    plan = for_engine(settings, names)
+    (name,) = names
+    assert plan.merged == name and plan.adapters == {}
+    assert plan.model == str(cache_dir / "merged" / name)
+    config = json.loads((Path(plan.model) / "config.json").read_text())
+    assert "vision_config" in config  # a whole image-text-to-text model the engine can serve
+    with pytest.raises(ConfigError, match="vision tower.*medvlab train merge"):
+        for_engine(settings.model_copy(update={"adapter": None}), {"cxr": str(sft_adapter)})

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     """Hugging Face hub id or local folder of an image-text-to-text model; ``tiny`` for the test model."""
     adapter: str | None = None
     """Optional PEFT adapter folder applied on top of ``model``."""
+    loras: dict[str, str] = Field(default_factory=dict)
+    """Named LoRA adapters served at once (``{"name": "folder"}``); a request picks one by ``model`` name."""
     seg_model: str = "brain-mask"
     """Segmentation checkpoint (``medvlab seg train`` best.pt) or built-in name used by the lab."""
     device: str | None = None
@@ -182,6 +184,9 @@ class GenerationOptions:
     """Seed for sampling; None leaves the generator as it is."""
     json_schema: dict[str, Any] | None = None
     """When set, decoding is constrained so the answer is JSON valid against this schema."""
+    adapter: str | None = None
+    """Name of a loaded LoRA adapter this answer uses (``Settings.loras`` / ``/v1/adapters``); None: the
+    active one."""
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:

@@ -185,3 +185,13 @@ def test_report_command(tiny_dir: Path, dicom_files: dict[str, Path], tmp_path: 
     import pydicom
 
     assert pydicom.dcmread(dcm).MIMETypeOfEncapsulatedDocument == "application/pdf"
+
+
+def test_serve_lora_flags_are_checked_before_anything_starts(tmp_path: Path, cache_dir: Path) -> None:
+    for bad, says in [
+        ("cxr", "NAME=FOLDER"),
+        (f"cxr={tmp_path}", "adapter_config.json"),
+        ("a b=/x", "letters"),
+    ]:
+        out = medvlab("serve", "--model", "tiny", "--lora", bad, cache_dir=cache_dir)
+        assert out.returncode == 2 and says in out.stderr, out.stderr

@@ -9,10 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from medvlab.errors import ConfigError, EngineUnavailableError
-from medvlab.vlm.launch import EngineSpec, ManagedEngine, adapter_names, check_installed, command
+from medvlab.vlm.launch import (
+    EngineSpec,
+    ManagedEngine,
+    adapter_names,
+    check_installed,
+    command,
+    environment,
+)
 from tests.helpers import free_port
 
 STAND_IN = """
@@ -25,13 +33,32 @@ if os.environ.get("STANDIN_FAIL"):
     sys.exit(3)
 port = int(argv[argv.index("--port") + 1])
 
+loras = {}
+
 class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = b"{}" if self.path == "/health" else json.dumps({"data": [{"id": "m"}]}).encode()
-        self.send_response(200)
+    def reply(self, code, body):
+        self.send_response(code)
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def do_GET(self):
+        if self.path == "/v1/adapters":  # not a medvlab: vLLM has no such route
+            return self.reply(404, b'{"detail": "Not Found"}')
+        models = [{"id": "m"}] + [{"id": n, "parent": "m"} for n in loras]
+        self.reply(200, b"{}" if self.path == "/health" else json.dumps({"data": models}).encode())
+
+    def do_POST(self):  # vLLM's run-time LoRA API (only with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True)
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        if os.environ.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING") != "True":
+            return self.reply(404, b'{"detail": "Not Found"}')
+        if self.path == "/v1/load_lora_adapter":
+            loras[body["lora_name"]] = body["lora_path"]
+        elif self.path == "/v1/unload_lora_adapter" and body["lora_name"] in loras:
+            del loras[body["lora_name"]]
+        else:
+            return self.reply(404, b'{"error": {"message": "no such adapter"}}')
+        self.reply(200, b"Success")
 
     def log_message(self, *args):
         pass
@@ -77,7 +104,7 @@ def test_vllm_flags() -> None:
     assert command(spec) == [
         "vllm", "serve", "google/medgemma-4b-it", "--host", "127.0.0.1", "--port", "8123",
         "--limit-mm-per-prompt", '{"image": 24}', "--dtype", "bfloat16", "--max-model-len", "8192",
-        "--enable-lora", "--max-lora-rank", "64", "--max-loras", "2",
+        "--enable-lora", "--max-lora-rank", "64", "--max-loras", "4",
         "--lora-modules", "cxr=/a/cxr", "ct=/a/ct",
         "--tensor-parallel-size", "2", "--pipeline-parallel-size", "2",
         "--distributed-executor-backend", "ray", "--gpu-memory-utilization", "0.85", "--enforce-eager",
@@ -90,8 +117,17 @@ def test_sglang_flags() -> None:
     assert command(spec)[1:] == [
         "-m", "sglang.launch_server", "--model-path", "m", "--host", "127.0.0.1", "--port", "9",
         "--enable-multimodal", "--context-length", "4096", "--enable-lora", "--max-lora-rank", "64",
-        "--lora-paths", "a=/x", "--tp-size", "4", "--pp-size", "1", "--mem-fraction-static", "0.7",
+        "--max-loras-per-batch", "4", "--lora-paths", "a=/x",
+        "--tp-size", "4", "--pp-size", "1", "--mem-fraction-static", "0.7",
     ]  # fmt: skip
+    # LoRA slots for adapters loaded at run time even when none is named at start; 0 turns LoRA off
+    bare = command(EngineSpec("sglang", "m", port=9))
+    assert bare[bare.index("--max-loras-per-batch") + 1] == "4" and "--lora-target-modules" in bare
+    assert "--enable-lora" not in command(EngineSpec("vllm", "m", port=9, lora_slots=0))
+    assert environment(EngineSpec("vllm", "m", port=9))["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+    assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in environment(
+        EngineSpec("vllm", "m", port=9, lora_slots=0)
+    )
     with pytest.raises(ConfigError, match="--ray is vLLM's"):
         EngineSpec("sglang", "m", port=9, ray=True)
     with pytest.raises(ConfigError, match="memory fraction"):
@@ -157,3 +193,43 @@ def test_serve_with_an_engine_it_cannot_run_is_one_line(tmp_path: Path) -> None:
     )
     assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
     assert run.stderr.startswith("error: vllm is not installed") or "no supported device" in run.stderr
+
+
+def test_adapters_load_and_unload_on_a_running_vllm(
+    stand_ins: Path, tmp_path: Path, sft_adapter: Path
+) -> None:
+    """Through vLLM's run-time LoRA API (the lab turns it on); an adapter that trained the vision tower is
+    refused with the merge fix, since vLLM applies LoRA to the language model only."""
+    from safetensors.numpy import load_file, save_file
+
+    from medvlab.errors import CapabilityError
+    from medvlab.vlm.lora import vision_modules
+    from medvlab.vlm.remote import OpenAIBackend
+
+    language_only = tmp_path / "language-only"
+    language_only.mkdir()
+    (language_only / "adapter_config.json").write_text((sft_adapter / "adapter_config.json").read_text())
+    weights = load_file(str(sft_adapter / "adapter_model.safetensors"))
+    assert vision_modules(sft_adapter)  # trained with the vision tower (the default)
+    save_file({k: v for k, v in weights.items() if "vision" not in k and "projector" not in k},
+              str(language_only / "adapter_model.safetensors"))  # fmt: skip
+    assert vision_modules(language_only) == []
+
+    managed = ManagedEngine(EngineSpec("vllm", "m", port=free_port()), tmp_path / "engine.log")
+    url = managed.start(timeout_s=60)
+    try:
+        backend = OpenAIBackend(url, "m")
+        backend.load_adapter("cxr", str(language_only))
+        assert backend.adapters == {"cxr": str(language_only)} and backend.loras.flavor == "vllm"
+        served = httpx.get(f"{url}/models").json()["data"]
+        assert {"id": "cxr", "parent": "m"} in served  # loaded on the engine itself
+        from medvlab.config import GenerationOptions
+
+        assert backend.body([], GenerationOptions(adapter="cxr"))["model"] == "cxr"
+        assert backend.body([], GenerationOptions())["model"] == "m"
+        with pytest.raises(CapabilityError, match="vision tower.*merge"):
+            backend.load_adapter("full", str(sft_adapter))
+        backend.unload_adapter("cxr")
+        assert backend.adapters == {} and len(httpx.get(f"{url}/models").json()["data"]) == 1
+    finally:
+        managed.stop()

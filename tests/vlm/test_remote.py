@@ -28,10 +28,16 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_dir: Path, cache_dir: Path) -> Iterator[str]:
-    """The engine: another lab process serving the tiny model's OpenAI-compatible API on loopback."""
+def engine(tiny_dir: Path, cache_dir: Path, sft_adapter: Path) -> Iterator[str]:
+    """The engine: another lab process serving the tiny model's OpenAI-compatible API on loopback (it may
+    load adapters from the trained adapter's folder)."""
     port = free_port()
-    env = {**os.environ, "MEDVLAB_CACHE_DIR": str(cache_dir), "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "MEDVLAB_CACHE_DIR": str(cache_dir),
+        "HF_HUB_OFFLINE": "1",
+        "MEDVLAB_ALLOWED_PATHS": json.dumps([str(sft_adapter.parent)]),
+    }
     proc = start_server_process(port, env, "--no-ui")
     url = f"http://127.0.0.1:{port}"
     try:
@@ -91,8 +97,8 @@ def test_the_lab_in_front_serves_its_api(engine: str, cache_dir: Path, dicom_fil
         assert lines[-2] == "data: [DONE]" or lines[-1] == "data: [DONE]"
         r = tc.post("/v1/explain", json={"image": uri, "question": "q", "answer": "a"})
         assert r.status_code == 501 and "in-process" in r.json()["error"]["message"]
-        r = tc.post("/v1/adapters", json={"path": "/x"})
-        assert r.status_code == 501
+        r = tc.post("/v1/adapters", json={"path": "/x"})  # the lab in front checks folders first
+        assert r.status_code == 403 and "MEDVLAB_ALLOWED_PATHS" in r.json()["error"]["message"]
         assert tc.get("/healthz").json()["status"] == "ok"
 
 
@@ -207,3 +213,35 @@ def test_the_disclaimer_filter_does_not_hold_back_the_answer() -> None:
     assert tail.feed("\n\n⚠️ For research") == ""  # could be one: held
     assert tail.feed(" and teaching only") == ""
     assert tail.flush() == "\n\n⚠️ For research and teaching only"  # was not the whole disclaimer
+
+
+def test_adapters_on_the_engine_chosen_by_model(
+    engine: str, cache_dir: Path, dicom_files: dict[str, Path], sft_adapter: Path
+) -> None:
+    """Adapters loaded through the lab in front land on the engine (its run-time API) and a request's
+    ``model`` picks one there; the answer is the engine's own answer with that adapter."""
+    import base64
+
+    lab = front(engine, cache_dir, allowed_paths=[sft_adapter.parent])
+    uri = (
+        "data:application/dicom;base64," + base64.b64encode(dicom_files["RG1_UNCI.dcm"].read_bytes()).decode()
+    )
+    content = [{"type": "image_url", "image_url": {"url": uri}}, {"type": "text", "text": "Effusion?"}]
+
+    def body(model: str) -> dict[str, object]:
+        return {"model": model, "max_tokens": 6, "messages": [{"role": "user", "content": content}]}
+
+    with TestClient(create_app(lab, ui=False)) as tc:
+        r = tc.post("/v1/adapters", json={"name": "cxr", "path": str(sft_adapter)})
+        assert r.status_code == 200 and r.json()["adapters"][0]["name"] == "cxr"
+        on_engine = httpx.get(f"{engine}/v1/adapters").json()["adapters"]
+        assert on_engine == [{"name": "cxr", "path": str(sft_adapter.resolve())}]
+        via_lab = tc.post("/v1/chat/completions", json=body("cxr")).json()
+        direct = httpx.post(f"{engine}/v1/chat/completions", json=body("cxr"), timeout=120).json()
+        base = httpx.post(f"{engine}/v1/chat/completions", json=body("tiny"), timeout=120).json()
+        answer = via_lab["choices"][0]["message"]["content"]
+        assert via_lab["model"] == "cxr" and answer == direct["choices"][0]["message"]["content"]
+        assert answer != base["choices"][0]["message"]["content"]
+        assert tc.delete("/v1/adapters", params={"name": "cxr"}).json()["adapters"] == []
+        assert httpx.get(f"{engine}/v1/adapters").json()["adapters"] == []
+        assert tc.post("/v1/chat/completions", json=body("cxr")).status_code == 404

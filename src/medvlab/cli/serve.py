@@ -19,6 +19,12 @@ def serve(
     device: str | None = options.DEVICE,
     dtype: str | None = options.DTYPE,
     adapter: str | None = options.ADAPTER,
+    lora: list[str] = typer.Option(
+        [],
+        "--lora",
+        help="NAME=FOLDER: a LoRA adapter served beside the others; a request picks it with model=NAME. "
+        "Repeat for several.",
+    ),
     engine: str | None = typer.Option(
         None,
         "--engine",
@@ -75,6 +81,7 @@ def serve(
         engine_url=engine_url,
         engine_model=engine_model,
         engine_key_env=engine_key_env,
+        loras=parse_loras(lora) or None,
     )
     logging.getLogger("medvlab").setLevel(logging.INFO)
     bind, why = bind_host(settings.host, settings.api_keys)
@@ -104,6 +111,22 @@ def serve(
             managed.stop()
 
 
+def parse_loras(items: list[str]) -> dict[str, str]:
+    """``NAME=FOLDER`` items -> {name: resolved folder}, each checked (one line and exit 2 otherwise)."""
+    from pathlib import Path
+
+    from medvlab.vlm.lora import check_folder, check_name
+
+    loras: dict[str, str] = {}
+    for item in items:
+        name, sep, folder = item.partition("=")
+        if not sep or not folder:
+            raise typer.BadParameter(f"'{item}' is not NAME=FOLDER.", param_hint="--lora")
+        check_name(name)  # before the folder: the name is the first thing a user may have mistyped
+        loras[name] = str(check_folder(Path(folder).expanduser()).resolve())
+    return loras
+
+
 def start_engine(
     kind: str,
     settings: Settings,
@@ -121,6 +144,7 @@ def start_engine(
 
     from medvlab import scratch
     from medvlab.devices import resolve_device
+    from medvlab.services.adapters import for_engine
     from medvlab.vlm.launch import EngineSpec, ManagedEngine, adapter_names, check_installed
 
     device = resolve_device(settings.device)
@@ -128,14 +152,16 @@ def start_engine(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         engine_port = int(s.getsockname()[1])
+    default = adapter_names([settings.adapter] if settings.adapter else [])
+    plan = for_engine(settings, {**default, **settings.loras})  # merges a vision-tower adapter first
     spec = EngineSpec(
         engine=kind,  # type: ignore[arg-type]
-        model=settings.model,
+        model=plan.model,
         port=engine_port,
         dtype=settings.dtype,
         max_model_len=max_model_len,
         images_per_prompt=settings.max_slices,
-        adapters=adapter_names([settings.adapter] if settings.adapter else []),
+        adapters=plan.adapters,
         tensor_parallel=tensor_parallel,
         pipeline_parallel=pipeline_parallel,
         ray=ray,
@@ -150,5 +176,11 @@ def start_engine(
 
         url = managed.start(progress=show)
     return managed, settings.model_copy(
-        update={"engine": "openai", "engine_url": url, "engine_model": settings.model}
+        update={
+            "engine": "openai",
+            "engine_url": url,
+            "engine_model": plan.model,
+            "loras": plan.adapters,  # served by name from the start
+            "adapter": None if plan.merged else settings.adapter,
+        }
     )

@@ -126,8 +126,11 @@ class FeedbackRequest(BaseModel):
 
 
 class AdapterRequest(BaseModel):
-    path: str = Field(min_length=1)
+    path: str = Field(min_length=1, max_length=4096)
     """Adapter folder on the server, inside MEDVLAB_ALLOWED_PATHS."""
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    """Serve it under this name beside the others (a request's ``model`` picks it); without a name it
+    becomes the active adapter instead."""
 
 
 class Snippet(BaseModel):

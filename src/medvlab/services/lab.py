@@ -79,9 +79,12 @@ class Lab:
                 if self._backend is None:
                     s = self.settings
                     try:
-                        self._backend = load_backend(
+                        backend = load_backend(
                             s.model, s.device, s.dtype, s.adapter, s.cache_dir, s.max_batch_size
                         )
+                        for name, path in s.loras.items():
+                            backend.load_adapter(name, path)
+                        self._backend = backend
                     except ModelLoadError as exc:
                         self.load_error = exc
                         raise
@@ -93,7 +96,16 @@ class Lab:
 
         s = self.settings
         assert s.engine_url is not None  # Settings checks it
-        return OpenAIBackend(s.engine_url, self.model_id, s.engine_key_env, read_timeout_s=s.engine_timeout_s)
+        backend = OpenAIBackend(
+            s.engine_url,
+            self.model_id,
+            s.engine_key_env,
+            read_timeout_s=s.engine_timeout_s,
+            served_adapters=dict(s.loras),  # the engine serves these by name (started with them)
+        )
+        if s.adapter:  # answers use it unless a request names another (loaded on the engine if new)
+            backend.set_adapter(str(Path(s.adapter).resolve()))
+        return backend
 
     @property
     def backend_loaded(self) -> bool:
@@ -268,6 +280,18 @@ class Lab:
         """Apply a LoRA adapter to the loaded model, or return to the base model (None), without a restart."""
         self.require("adapters")
         return adapters.set_adapter(self.backend, self.settings, path)
+
+    def adapters(self) -> dict[str, str]:
+        """Adapters served at once by name (name -> folder); a request picks one with ``model``."""
+        return self._backend.adapters if self._backend is not None else dict(self.settings.loras)
+
+    def load_adapter(self, name: str, path: str) -> dict[str, str]:
+        self.require("adapters")
+        return adapters.load_adapter(self.backend, self.settings, name, path)
+
+    def unload_adapter(self, name: str) -> dict[str, str]:
+        self.require("adapters")
+        return adapters.unload_adapter(self.backend, name)
 
     # -- segmentation (services.segmentation) -------------------------------------------------------
     def predictor(self, model: str | None = None) -> Predictor:

@@ -50,6 +50,19 @@ class Backend(Protocol):
         """Activate the adapter at ``path`` (``None``: the base model); needs ``capabilities.adapters``."""
         ...
 
+    @property
+    def adapters(self) -> dict[str, str]:
+        """Named adapters served at once (name -> folder); a request picks one by ``model`` name."""
+        ...
+
+    def load_adapter(self, name: str, path: str) -> None:
+        """Serve the adapter at ``path`` under ``name`` beside the others; needs ``capabilities.adapters``."""
+        ...
+
+    def unload_adapter(self, name: str) -> None:
+        """Stop serving the adapter named ``name``."""
+        ...
+
     def attention_grids(
         self, messages: list[dict[str, Any]], answer: str, span: tuple[int, int] | None = None
     ) -> list[Any]:

@@ -1,10 +1,10 @@
 """Dynamic batching: concurrent greedy requests share one ``generate()`` call.
 
-Requests arriving within a short window with the same decoding settings (greedy, same ``min_new_tokens``)
-are left-padded into one batch. A dispatcher streamer splits each step's tokens by row and feeds every
-request its own queue; a row stops at its end-of-turn token, its own ``max_new_tokens`` or its cancel
-event, and the batch stops when every row has. Written here because transformers' streamers accept a
-single sequence only.
+Requests arriving within a short window with the same decoding settings (greedy, same ``min_new_tokens``,
+same LoRA adapter: one is active per ``generate()``) are left-padded into one batch. A dispatcher
+streamer splits each step's tokens by row and feeds every request its own queue; a row stops at its
+end-of-turn token, its own ``max_new_tokens`` or its cancel event, and the batch stops when every row
+has. Written here because transformers' streamers accept a single sequence only.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class BatchModel(Protocol):
 
     def generation_kwargs(self, options: GenerationOptions) -> dict[str, Any]: ...
 
-    def run_generate(self, **kwargs: Any) -> None: ...
+    def run_generate(self, adapter: str | None = None, **kwargs: Any) -> None: ...
 
 
 logger = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ class Batcher:
             if first is None:
                 return
             batch = [first]
-            key = first.options.min_new_tokens
+            key = (first.options.min_new_tokens, first.options.adapter)  # one adapter per generate()
             deadline = time.monotonic() + self.window_s
             while len(batch) < self.max_batch_size:
                 try:
@@ -163,7 +163,8 @@ class Batcher:
                 if job is None:  # closing: finish what was gathered, then stop
                     self._jobs.put(None)
                     break
-                (batch if job.options.min_new_tokens == key else held).append(job)
+                same = (job.options.min_new_tokens, job.options.adapter) == key
+                (batch if same else held).append(job)
             live = [j for j in batch if not j.cancel.is_set()]
             for j in batch:
                 if j.cancel.is_set():  # gone before it started (client left, timeout): release its consumer
@@ -196,7 +197,7 @@ class Batcher:
             }
             self.batches += 1
             self.largest = max(self.largest, len(jobs))
-            backend.run_generate(**kwargs)
+            backend.run_generate(adapter=options.adapter, **kwargs)
             dispatch.end()
         except BaseException as exc:  # every waiting request gets the error, the worker lives on
             logger.exception("batched generation failed")

@@ -32,7 +32,8 @@ from medvlab.vlm.generation import (
     ThinkingFilter,
     _IdQueue,
 )
-from medvlab.vlm.loading import _adapter_name, _apply_adapter, _classify_load_error, resolve_model_source
+from medvlab.vlm.loading import _classify_load_error, resolve_model_source
+from medvlab.vlm.lora import PeftAdapters
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +95,13 @@ class TransformersBackend:
                 )
         except Exception as exc:
             raise _classify_load_error(model, exc) from exc
+        self.loras = PeftAdapters()
         if adapter:
-            self.model = _apply_adapter(self.model, adapter)
+            if not Path(adapter).exists():
+                raise ModelNotFoundError(
+                    f"The adapter folder '{adapter}' does not exist.", "Check the --adapter path."
+                )
+            self.model = self.loras.set_default(self.model, adapter)
         self.adapter = adapter
         self.model.to(self.device.torch_device).eval()
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
@@ -154,29 +160,29 @@ class TransformersBackend:
 
     def set_adapter(self, path: str | None) -> None:
         """Hot-swap: load (once) and activate the adapter at ``path``, or deactivate adapters (``None``)."""
-        from peft import PeftModel
-
+        if path is not None and not Path(path).exists():
+            raise ModelNotFoundError(f"The adapter folder '{path}' does not exist.", "Check the path.")
         with self._lock:  # no generation runs while the weights change
-            if path is None:
-                if isinstance(self.model, PeftModel):
-                    lora: Any = self.model.base_model
-                    lora.disable_adapter_layers()
-                self.adapter = None
-                return
-            if not Path(path).exists():
-                raise ModelNotFoundError(f"The adapter folder '{path}' does not exist.", "Check the path.")
-            name = _adapter_name(path)
-            if isinstance(self.model, PeftModel):
-                if name not in self.model.peft_config:
-                    self.model.load_adapter(path, adapter_name=name)
-                self.model.set_adapter(name)
-                lora = self.model.base_model
-                lora.enable_adapter_layers()
-            else:
-                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
-            self.model.eval()
+            self.model = self.loras.set_default(self.model, path)
             self.adapter = path
-            logger.info("adapter %s active", path)
+        logger.info("adapter %s active", path or "none (base model)")
+
+    @property
+    def adapters(self) -> dict[str, str]:
+        """Named adapters served at once (name -> folder); a request picks one by ``model`` name."""
+        return dict(self.loras.named)
+
+    def load_adapter(self, name: str, path: str) -> None:
+        """Load the adapter at ``path`` under ``name`` beside the others (the active one is unchanged)."""
+        with self._lock:
+            self.model = self.loras.load(self.model, name, path)
+        logger.info("adapter %s loaded as '%s'", path, name)
+
+    def unload_adapter(self, name: str) -> None:
+        with self._lock:
+            self.loras.path_of(name)
+            self.model = self.loras.unload(self.model, name)
+        logger.info("adapter '%s' unloaded", name)
 
     def grammars(self) -> Any:
         """The xgrammar compiler for this model's tokenizer (built on first structured request)."""
@@ -281,14 +287,15 @@ class TransformersBackend:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         return kwargs
 
-    def run_generate(self, **kwargs: Any) -> None:
-        """``model.generate`` under the model lock, counted in ``generating``."""
+    def run_generate(self, adapter: str | None = None, **kwargs: Any) -> None:
+        """``model.generate`` under the model lock with the named ``adapter`` (None: the active one),
+        counted in ``generating``."""
         import torch
 
         with self._running_lock:
             self._running += 1
         try:
-            with self._lock, torch.inference_mode():
+            with self._lock, torch.inference_mode(), self.loras.using(self.model, adapter):
                 self.model.generate(**kwargs)
         finally:
             with self._running_lock:
@@ -321,7 +328,7 @@ class TransformersBackend:
             try:
                 if options.seed is not None:
                     torch.manual_seed(options.seed)
-                self.run_generate(**kwargs)
+                self.run_generate(adapter=options.adapter, **kwargs)
             except BaseException as exc:
                 errors.append(exc)
                 streamer.end()

@@ -15,6 +15,7 @@ import contextlib
 import importlib.util
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,9 @@ class EngineSpec:
     adapters: dict[str, str] = field(default_factory=dict)
     """LoRA adapters served at once, by the name a request's ``model`` picks them with."""
     max_lora_rank: int = 64
+    lora_slots: int = 4
+    """Adapters the engine holds at once, for those loaded at run time too (0: LoRA off unless
+    ``adapters`` are given). vLLM runs with ``VLLM_ALLOW_RUNTIME_LORA_UPDATING`` for ``/v1/adapters``."""
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
     ray: bool = False
@@ -76,14 +80,15 @@ def command(spec: EngineSpec) -> list[str]:
             argv += ["--dtype", spec.dtype]
         if spec.max_model_len:
             argv += ["--max-model-len", str(spec.max_model_len)]
-        if spec.adapters:
+        if spec.adapters or spec.lora_slots:
             argv += [
                 "--enable-lora",
                 "--max-lora-rank",
                 str(spec.max_lora_rank),
                 "--max-loras",
-                str(len(spec.adapters)),
+                str(max(len(spec.adapters), spec.lora_slots)),
             ]
+        if spec.adapters:
             argv += ["--lora-modules", *(f"{name}={path}" for name, path in spec.adapters.items())]
         argv += ["--tensor-parallel-size", str(spec.tensor_parallel)]
         argv += ["--pipeline-parallel-size", str(spec.pipeline_parallel)]
@@ -98,13 +103,25 @@ def command(spec: EngineSpec) -> list[str]:
             argv += ["--dtype", spec.dtype]
         if spec.max_model_len:
             argv += ["--context-length", str(spec.max_model_len)]
-        if spec.adapters:
+        if spec.adapters or spec.lora_slots:
             argv += ["--enable-lora", "--max-lora-rank", str(spec.max_lora_rank)]
+            argv += ["--max-loras-per-batch", str(max(len(spec.adapters), spec.lora_slots))]
+        if spec.adapters:
             argv += ["--lora-paths", *(f"{name}={path}" for name, path in spec.adapters.items())]
+        elif spec.lora_slots:  # without a first adapter SGLang must be told where LoRA goes
+            argv += ["--lora-target-modules", "all"]
         argv += ["--tp-size", str(spec.tensor_parallel), "--pp-size", str(spec.pipeline_parallel)]
         if spec.memory_fraction is not None:
             argv += ["--mem-fraction-static", f"{spec.memory_fraction:g}"]
     return [*argv, *spec.extra]
+
+
+def environment(spec: EngineSpec) -> dict[str, str]:
+    """The engine's environment: ours, plus vLLM's switch for loading adapters at run time."""
+    env = dict(os.environ)
+    if spec.engine == "vllm" and (spec.adapters or spec.lora_slots):
+        env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
+    return env
 
 
 def check_installed(engine: str, device_kind: str) -> None:
@@ -148,7 +165,9 @@ class ManagedEngine:
         argv = command(self.spec)
         logger.info("starting %s: %s", self.spec.engine, " ".join(argv))
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            argv, stdout=self._log, stderr=subprocess.STDOUT, env=environment(self.spec)
+        )
         started = time.monotonic()
         health = f"http://{self.spec.host}:{self.spec.port}/health"
         while time.monotonic() - started < timeout_s:

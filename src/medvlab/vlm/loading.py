@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from medvlab.config import TINY_MODEL
-from medvlab.errors import ConfigError, GatedModelError, ModelLoadError, ModelNotFoundError
+from medvlab.errors import GatedModelError, ModelLoadError, ModelNotFoundError
 
 
 def resolve_model_source(model: str, cache_dir: Path | None = None) -> str:
@@ -114,15 +113,3 @@ def _adapter_name(path: str) -> str:
     import hashlib
 
     return "a" + hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:12]
-
-
-def _apply_adapter(model: Any, adapter: str) -> Any:
-    try:
-        from peft import PeftModel
-    except ImportError as exc:
-        raise ConfigError("Loading an adapter needs the peft package.", "pip install peft") from exc
-    if not Path(adapter).exists():
-        raise ModelNotFoundError(
-            f"The adapter folder '{adapter}' does not exist.", "Check the --adapter path."
-        )
-    return PeftModel.from_pretrained(model, adapter, adapter_name=_adapter_name(adapter))

@@ -19,9 +19,11 @@ import io
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,11 +34,13 @@ from medvlab.errors import (
     EngineTimeoutError,
     EngineUnavailableError,
     GenerationError,
+    ModelNotFoundError,
     PromptTooLongError,
     RequestError,
 )
 from medvlab.vlm.backend import Capabilities
 from medvlab.vlm.generation import THINK_END, THINK_START, StopEvent, StreamStats
+from medvlab.vlm.lora import EngineAdapters, check_name
 from medvlab.vlm.prompting import DISCLAIMERS, strip_disclaimer
 
 logger = logging.getLogger(__name__)
@@ -130,7 +134,7 @@ class OpenAIBackend:
 
     engine = "openai"
     capabilities = Capabilities(
-        streaming=True, batching=True, structured_output=True, attention_maps=False, adapters=False
+        streaming=True, batching=True, structured_output=True, attention_maps=False, adapters=True
     )
 
     def __init__(
@@ -140,7 +144,11 @@ class OpenAIBackend:
         api_key_env: str | None = None,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 120.0,
+        flavor: str = "auto",
+        served_adapters: dict[str, str] | None = None,
     ) -> None:
+        """``flavor``: the engine's run-time adapter API (``vllm``, ``sglang``, ``medvlab`` or ``auto``);
+        ``served_adapters``: adapters the engine already serves by name (started with them)."""
         self.url = url.rstrip("/")
         self.model_id = model
         self.adapter: str | None = None
@@ -155,6 +163,9 @@ class OpenAIBackend:
         self.client = httpx.Client(base_url=self.url, headers=headers, timeout=self.timeout)
         self._running = 0
         self._lock = threading.Lock()
+        self.loras = EngineAdapters(self.client, self.url, flavor)
+        self.loras.named.update(served_adapters or {})
+        self._default: str | None = None
 
     # -- what the contract asks ------------------------------------------------------------------------
     def load_stats(self) -> dict[str, int]:
@@ -162,10 +173,27 @@ class OpenAIBackend:
             return {"generating": self._running, "batches": 0, "largest_batch": 0}
 
     def set_adapter(self, path: str | None) -> None:
-        raise CapabilityError(
-            f"The remote engine at {self.url} does not swap adapters through medvlab.",
-            "Load the adapter in the engine, or serve in-process (the transformers engine).",
-        )
+        """Answer with the adapter at ``path`` when a request names none (loaded on the engine once)."""
+        if path is None:
+            self._default, self.adapter = None, None
+            return
+        name = next((n for n, p in self.loras.named.items() if p == path), None)
+        if name is None:
+            name = check_name(re.sub(r"[^A-Za-z0-9_.-]", "-", Path(path).name)[:64] or "adapter")
+            self.loras.load(name, path)
+        self._default, self.adapter = name, path
+
+    @property
+    def adapters(self) -> dict[str, str]:
+        return dict(self.loras.named)
+
+    def load_adapter(self, name: str, path: str) -> None:
+        self.loras.load(name, path)
+
+    def unload_adapter(self, name: str) -> None:
+        if name == self._default:
+            self._default, self.adapter = None, None
+        self.loras.unload(name)
 
     def attention_grids(
         self, messages: list[dict[str, Any]], answer: str, span: tuple[int, int] | None = None
@@ -191,8 +219,13 @@ class OpenAIBackend:
 
     # -- generation -----------------------------------------------------------------------------------
     def body(self, messages: list[dict[str, Any]], options: GenerationOptions) -> dict[str, Any]:
+        if options.adapter is not None and options.adapter not in self.loras.named:
+            raise ModelNotFoundError(
+                f"No adapter named '{options.adapter}' is loaded on the engine.",
+                f"Loaded: {', '.join(self.loras.named) or 'none'} (POST /v1/adapters loads one).",
+            )
         body: dict[str, Any] = {
-            "model": self.model_id,
+            "model": options.adapter or self._default or self.model_id,
             "messages": to_openai(messages),
             "stream": True,
             "stream_options": {"include_usage": True},

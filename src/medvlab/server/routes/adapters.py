@@ -1,4 +1,6 @@
-"""LoRA adapters on the served model: which one is active, swap, back to the base model."""
+"""LoRA adapters on the served model: the active one (swap, back to the base model) and several served at
+once by name, loaded and unloaded at run time (on the in-process engine, or on vLLM/SGLang/another
+medvlab through their run-time adapter APIs)."""
 
 from __future__ import annotations
 
@@ -12,18 +14,35 @@ from medvlab.server.schemas import AdapterRequest
 router = APIRouter(prefix="/v1", tags=["lab"])
 
 
+def _listing(lab: LabDep) -> dict[str, Any]:
+    return {
+        "model": lab.model_id,
+        "adapter": lab.adapter,
+        "adapters": [{"name": n, "path": p} for n, p in lab.adapters().items()],
+    }
+
+
 @router.get("/adapters")
 def adapters(lab: LabDep) -> dict[str, Any]:
-    return {"model": lab.model_id, "adapter": lab.adapter}
+    return _listing(lab)
 
 
 @router.post("/adapters")
-def set_adapter(body: AdapterRequest, lab: LabDep) -> dict[str, Any]:
-    """Hot-swap: apply an adapter to the served model without a restart."""
-    return {"model": lab.model_id, "adapter": lab.set_adapter(body.path)}
+def load_adapter(body: AdapterRequest, lab: LabDep) -> dict[str, Any]:
+    """With ``name``: serve the adapter under that name beside the others (a request's ``model`` picks
+    it). Without: hot-swap the active adapter, without a restart."""
+    if body.name is None:
+        lab.set_adapter(body.path)
+    else:
+        lab.load_adapter(body.name, body.path)
+    return _listing(lab)
 
 
 @router.delete("/adapters")
-def clear_adapter(lab: LabDep) -> dict[str, Any]:
-    """Serve the base model again."""
-    return {"model": lab.model_id, "adapter": lab.set_adapter(None)}
+def unload_adapter(lab: LabDep, name: str | None = None) -> dict[str, Any]:
+    """With ``?name=``: stop serving that named adapter. Without: serve the base model again."""
+    if name is None:
+        lab.set_adapter(None)
+    else:
+        lab.unload_adapter(name)
+    return _listing(lab)

@@ -13,11 +13,12 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from medvlab.errors import MedvlabError, NotFoundError, RequestError
+from medvlab.errors import MedvlabError, RequestError
 from medvlab.server.deps import Admitted, LabDep
 from medvlab.server.errors import error_payload
 from medvlab.server.schemas import ChatCompletionRequest, ImagePart
 from medvlab.services import Lab
+from medvlab.services.adapters import pick
 from medvlab.vlm.generation import StreamStats
 from medvlab.vlm.prompting import Turn
 
@@ -34,9 +35,16 @@ def served_names(lab: Lab) -> set[str]:
 
 @router.get("/models")
 def list_models(lab: LabDep) -> dict[str, Any]:
+    adapters = [  # as vLLM lists its LoRA modules: the adapter's name, with the base model as parent
+        {"id": name, "object": "model", "created": STARTED, "owned_by": "medvlab", "parent": lab.model_id}
+        for name in lab.adapters()
+    ]
     return {
         "object": "list",
-        "data": [{"id": lab.model_id, "object": "model", "created": STARTED, "owned_by": "medvlab"}],
+        "data": [
+            {"id": lab.model_id, "object": "model", "created": STARTED, "owned_by": "medvlab"},
+            *adapters,
+        ],
     }
 
 
@@ -64,11 +72,7 @@ def to_turns(lab: Lab, body: ChatCompletionRequest) -> tuple[list[Turn], str | N
 def chat_completions(
     body: ChatCompletionRequest, lab: LabDep, guard: Admitted
 ) -> JSONResponse | StreamingResponse:
-    if body.model not in served_names(lab):
-        raise NotFoundError(
-            f"The model '{body.model}' is not served here.",
-            f"Use model='{lab.model_id}' (see GET /v1/models).",
-        )
+    adapter = pick(lab.adapters(), served_names(lab), body.model)
     turns, system = to_turns(lab, body)
     prompt = lab.prompt_options(body.window, body.max_slices, body.language)
     if system:
@@ -81,6 +85,7 @@ def chat_completions(
         temperature=body.temperature if sample else None,
         top_p=body.top_p if sample else None,
         seed=body.seed,
+        adapter=adapter,
     )
     stats = StreamStats()
     fmt = body.response_format
@@ -101,7 +106,7 @@ def chat_completions(
     created = int(time.time())
     if body.stream:
         return StreamingResponse(
-            guard.stream(_sse(chunks, stats, completion_id, created, lab.model_id)),
+            guard.stream(_sse(chunks, stats, completion_id, created, adapter or lab.model_id)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -111,7 +116,7 @@ def chat_completions(
             "id": completion_id,
             "object": "chat.completion",
             "created": created,
-            "model": lab.model_id,
+            "model": adapter or lab.model_id,
             "choices": [
                 {
                     "index": 0,
