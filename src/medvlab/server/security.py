@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import math
@@ -251,20 +252,65 @@ class Guard:
         self.release()
 
     async def stream(self, it: Iterator[str]) -> Any:
+        """Relay ``it`` (blocking: tokens come from a worker) to the event loop. One pump thread per
+        stream pushes pieces onto the loop, and all pieces waiting at a wake-up go out as one write:
+        a thread hop per token (``to_thread.run_sync(next)``) capped concurrent streams at anyio's
+        40 worker threads and cost a loop round-trip per token."""
+        import asyncio
+
         import anyio
         import anyio.to_thread
 
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[Any] = asyncio.Queue()
+
+        def put(item: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone (server shutting down)
+                loop.call_soon_threadsafe(pieces.put_nowait, item)
+
+        def pump() -> None:
+            try:
+                for item in it:
+                    put(item)
+                    if self.cancel.is_set():
+                        break
+            except BaseException as exc:  # raised on the loop's side, where the response is
+                put(_Failed(exc))
+            finally:
+                with contextlib.suppress(Exception):
+                    getattr(it, "close", lambda: None)()
+                put(_DONE)
+
+        pump_thread = threading.Thread(target=pump, name="medvlab-stream", daemon=True)
+        pump_thread.start()
         try:
-            while True:
-                item = await anyio.to_thread.run_sync(next, it, _DONE)
-                if item is _DONE:
-                    break
-                yield item
+            done = False
+            while not done:
+                batch = [await pieces.get()]
+                while not pieces.empty():
+                    batch.append(pieces.get_nowait())
+                out: list[str] = []
+                for item in batch:
+                    if item is _DONE:
+                        done = True
+                    elif isinstance(item, _Failed):
+                        if out:
+                            yield "".join(out)
+                        raise item.error
+                    else:
+                        out.append(item)
+                if out:
+                    yield "".join(out)
         finally:
             self.cancel.set()  # a client that went away stops its generation
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(getattr(it, "close", lambda: None))
+                await anyio.to_thread.run_sync(pump_thread.join)
             self.release()
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
