@@ -100,3 +100,26 @@ def test_feedback_export_cli(
     assert result.exit_code == 0 and "wrote 1 dpo record(s) from 1 rating(s)" in result.stdout
     result = runner.invoke(app, ["feedback", "export", "--format", "dop", "-o", str(tmp_path / "p.jsonl")])
     assert result.exit_code != 0
+
+
+@pytest.mark.slow
+def test_train_sft_as_a_new_user_sees_it(train_dir: Path, tmp_path: Path, tiny_dir: Path) -> None:
+    """A real process: no library deprecation warnings, a summary table, a finished run refused."""
+    import os
+    import subprocess
+    import sys
+
+    cli = [sys.executable, "-c", "from medvlab.cli.main import main; main()", "train", "sft"]
+    data, out = str(train_dir / "train.jsonl"), str(tmp_path / "run")
+    args = [*cli, "--model", "tiny", "--data", data, "-o", out, "--max-steps", "2"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MEDVLAB_CACHE_DIR": str(tiny_dir.parent)}
+    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout + done.stderr
+    assert "FutureWarning" not in text and "DeprecationWarning" not in text and "deprecated" not in text, text
+    assert "{'" not in text  # no Python dict of logs
+    assert "Training run" in done.stdout and "steps" in done.stdout and "training_curves.png" in done.stdout
+    again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 2
+    assert again.stderr.strip().startswith("error: ") and "already holds a finished run" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1

@@ -25,3 +25,17 @@ def test_labels_cover_the_answer_only(train_dir: Path, lab) -> None:  # type: ig
     full = VisionSFTCollator(processor, completion_only=False)(records)
     assert int((full["labels"] != IGNORE).sum()) > int((batch["labels"] != IGNORE).sum())
     assert bool(((full["input_ids"] == image_id) <= (full["labels"] == IGNORE)).all())  # still masked
+
+
+def test_truncation_never_cuts_image_tokens(train_dir: Path, lab) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from medvlab.errors import DataError
+
+    records = load_sft(train_dir / "train.jsonl", ImageCache(PromptOptions()))[:1]
+    full = VisionSFTCollator(lab.backend.processor)(records)
+    n = int(full["input_ids"].shape[1])
+    short = VisionSFTCollator(lab.backend.processor, max_length=n - 3)(records)  # only answer text cut
+    assert short["input_ids"].shape[1] == n - 3
+    with pytest.raises(DataError, match="would cut its image tokens.*Raise --max-length"):
+        VisionSFTCollator(lab.backend.processor, max_length=20)(records)

@@ -12,23 +12,25 @@ from typing import Any
 import typer
 
 from medvlab.cli.dataclass_options import DataclassOptions, Flag
+from medvlab.cli.train_view import quiet_warnings, show_summary
 from medvlab.train.config import DPOTrainConfig, SFTTrainConfig
+from medvlab.train.distributed import is_main_process
 
 train_app = typer.Typer(
-    help="Fine-tune the vision-language model (LoRA / QLoRA SFT, DPO) and merge adapters.",
+    help="Fine-tune the vision-language model (LoRA / QLoRA SFT, DPO, GRPO), sample preference pairs, merge.",
     no_args_is_help=True,
 )
 
-CONFIG = typer.Option(None, "--config", help="YAML file of options (flags win over it).")
+CONFIG: Any = typer.Option(None, "--config", help="YAML file of options (flags win over it).")
 
 
 def _names(text: str) -> list[str]:
     return [m.strip() for m in text.split(",") if m.strip()]
 
 
-FLAGS = {
+FLAGS: dict[str, Flag] = {
     "model": Flag(("--model", "-m")),
-    "eval_data": Flag(("--eval",)),
+    "eval_data": Flag(("--eval-data", "--eval")),
     "output_dir": Flag(("--output-dir", "-o")),
     "modules_to_save": Flag(cli_type=str, parse=_names),
     "freeze_vision": Flag(("--freeze-vision/--train-vision",)),
@@ -37,7 +39,13 @@ FLAGS = {
     "window": Flag(("--window", "-w")),
 }
 """Fields whose flag is not plain ``--field-name`` (shared by sft and dpo)."""
-FILE_ONLY = ("lr_scheduler", "warmup_ratio", "weight_decay", "max_grad_norm", "save_total_limit")
+FILE_ONLY: tuple[str, ...] = (
+    "lr_scheduler",
+    "warmup_ratio",
+    "weight_decay",
+    "max_grad_norm",
+    "save_total_limit",
+)
 """Fields set in the --config YAML only (no flag)."""
 
 SFT = DataclassOptions(
@@ -51,11 +59,16 @@ DPO = DataclassOptions(DPOTrainConfig, FLAGS, (*FILE_ONLY, "group_by_length"))  
 def sft(flags: dict[str, Any], config: Path | None = CONFIG) -> None:
     """Supervised fine-tuning with LoRA (or QLoRA) on image + conversation records."""
     from medvlab.train.config import resolve
+    from medvlab.train.runs import preflight
+
+    quiet_warnings()
+    cfg = resolve(SFTTrainConfig, config, **flags)
+    preflight(cfg, "sft")  # finished run? bad data? -> one line in a second, before torch and the model load
     from medvlab.train.sft import run_sft
 
-    cfg = resolve(SFTTrainConfig, config, **flags)
-    adapter = run_sft(cfg)
-    typer.echo(f"adapter written to {adapter}; metrics and training_curves.png in {cfg.output_dir}")
+    run_sft(cfg)
+    if is_main_process():  # under torchrun / accelerate launch every rank gets here
+        show_summary(cfg.output_dir)
 
 
 @train_app.command("dpo")
@@ -63,11 +76,16 @@ def sft(flags: dict[str, Any], config: Path | None = CONFIG) -> None:
 def dpo(flags: dict[str, Any], config: Path | None = CONFIG) -> None:
     """Direct preference optimisation on (image, prompt, chosen, rejected) records."""
     from medvlab.train.config import resolve
+    from medvlab.train.runs import preflight
+
+    quiet_warnings()
+    cfg = resolve(DPOTrainConfig, config, **flags)
+    preflight(cfg, "dpo")
     from medvlab.train.dpo import run_dpo
 
-    cfg = resolve(DPOTrainConfig, config, **flags)
-    adapter = run_dpo(cfg)
-    typer.echo(f"adapter written to {adapter}; metrics and training_curves.png in {cfg.output_dir}")
+    run_dpo(cfg)
+    if is_main_process():
+        show_summary(cfg.output_dir)
 
 
 @train_app.command("merge")
@@ -80,3 +98,18 @@ def merge(
     from medvlab.train.merge import merge_adapter
 
     typer.echo(f"merged model written to {merge_adapter(adapter, output, base)}")
+
+
+# GRPO and sampled preference pairs live in their own module (it imports FLAGS etc. from this one).
+from medvlab.cli.train_rl import grpo, sample  # noqa: E402
+
+train_app.command("grpo")(grpo)
+train_app.command("sample")(sample)
+
+from medvlab.cli.train_export import export  # noqa: E402
+
+train_app.command("export")(export)
+
+from medvlab.cli.train_federated import federated  # noqa: E402
+
+train_app.command("federated")(federated)

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from medvlab.errors import DataError
+
 IGNORE = -100
 
 
@@ -34,7 +36,7 @@ class VisionSFTCollator:
         self.turn_end = tok.convert_tokens_to_ids("<end_of_turn>")
         self.model_ids = tok("model", add_special_tokens=False)["input_ids"]
 
-    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    def __call__(self, examples: list[dict[str, Any]], truncate: bool = True) -> dict[str, torch.Tensor]:
         texts = [
             self.processor.apply_chat_template(
                 ex["messages"], tokenize=False, add_generation_prompt=False
@@ -52,7 +54,14 @@ class VisionSFTCollator:
         if self.completion_only:
             labels[~self.assistant_mask(batch["input_ids"])] = IGNORE
         batch["labels"] = labels
-        if self.max_length is not None and batch["input_ids"].shape[1] > self.max_length:
+        if truncate and self.max_length is not None and batch["input_ids"].shape[1] > self.max_length:
+            cut = batch["input_ids"][:, self.max_length :]
+            if any(bool((cut == tid).any()) for tid in self.masked_ids):
+                raise DataError(
+                    f"A record is longer than max_length {self.max_length} and truncating it would cut "
+                    "its image tokens.",
+                    "Raise --max-length (or shorten the record); image tokens are never cut.",
+                )
             for key in ("input_ids", "attention_mask", "labels", "token_type_ids"):
                 if key in batch:
                     batch[key] = batch[key][:, : self.max_length]

@@ -5,6 +5,7 @@ The resolved configuration is written next to every output as ``medvlab_train_co
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -14,6 +15,8 @@ import yaml
 from medvlab.errors import ConfigError
 
 RESOLVED_NAME = "medvlab_train_config.yaml"
+OPTIMIZERS = ("adamw_torch", "galore_adamw", "adamw_8bit", "paged_adamw_8bit")
+"""``--optim`` values (transformers names); see :mod:`medvlab.train.optim`."""
 
 
 @dataclass
@@ -86,6 +89,12 @@ class TrainConfig:
     """Decode and window each image file once for the whole run."""
     resume: bool = True
     """Resume from the last checkpoint in ``output_dir`` when there is one."""
+    overwrite: bool = False
+    """Delete a previous run in ``output_dir`` and start over (a finished run is otherwise kept)."""
+    optim: Literal["adamw_torch", "galore_adamw", "adamw_8bit", "paged_adamw_8bit"] = "adamw_torch"
+    """Optimizer: adamw_torch, galore_adamw (GaLore, less memory), adamw_8bit / paged_adamw_8bit (CUDA)."""
+    distributed: Literal["ddp", "fsdp", "zero2", "zero3"] = "ddp"
+    """Under torchrun / accelerate launch: ddp (copies), fsdp or zero2/zero3 (DeepSpeed) sharding."""
 
     def __post_init__(self) -> None:
         self.data = Path(self.data)
@@ -98,6 +107,7 @@ class TrainConfig:
             "grad_accum",
             "logging_steps",
             "save_steps",
+            "eval_steps",
             "max_slices",
         ):
             if getattr(self, name) < 1:
@@ -110,6 +120,12 @@ class TrainConfig:
             raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}.", "Use e.g. 0.05.")
         if self.max_steps <= 0 and self.epochs <= 0:
             raise ConfigError("Neither epochs nor max_steps is positive.", "Set --epochs or --max-steps.")
+        if self.optim not in OPTIMIZERS:
+            raise ConfigError(f"Unknown optimizer '{self.optim}'.", f"Use one of {', '.join(OPTIMIZERS)}.")
+        if self.distributed not in ("ddp", "fsdp", "zero2", "zero3"):
+            raise ConfigError(
+                f"Unknown distributed strategy '{self.distributed}'.", "Use ddp, fsdp, zero2 or zero3."
+            )
 
 
 @dataclass
@@ -120,6 +136,8 @@ class SFTTrainConfig(TrainConfig):
     """Loss on the assistant's answer only, else on the prompt text too (image tokens, padding: never)."""
     max_length: int | None = None
     """Truncate longer sequences (None: no truncation; image tokens are never cut)."""
+    packing: bool = False
+    """Pack several records per sequence of up to max_length (default 2048) tokens, attention per record."""
 
 
 @dataclass
@@ -170,10 +188,19 @@ def resolve(cls: type[C], config_file: Path | None = None, **flags: Any) -> C:
 
 
 def write_resolved(config: TrainConfig, folder: Path) -> Path:
-    """Save the configuration actually used, next to the outputs."""
-    folder.mkdir(parents=True, exist_ok=True)
-    data = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
-    data["kind"] = type(config).__name__
+    """Save the configuration actually used, next to the outputs (rank 0 only in a multi-process job)."""
     path = folder / RESOLVED_NAME
+    if os.environ.get("RANK", "0") != "0":  # see medvlab.train.distributed: rank 0 writes
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {k: _plain(v) for k, v in asdict(config).items()}
+    data["kind"] = type(config).__name__
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
+
+
+def _plain(value: Any) -> Any:
+    """Paths (also inside lists, e.g. federated sites) as strings, for YAML."""
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, Path) else value

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
-CURVES = ("loss", "eval_loss", "rewards/accuracies", "rewards/margins", "eval_rewards/accuracies")
+CURVES = (
+    "loss",
+    "eval_loss",
+    "rewards/accuracies",
+    "rewards/margins",
+    "eval_rewards/accuracies",
+    "eval_closed_accuracy",  # medvlab.train.callbacks: VQA eval during training
+    "eval_open_f1",
+)
 
 
 class MetricsWriter(TrainerCallback):
@@ -19,6 +28,11 @@ class MetricsWriter(TrainerCallback):
         self.folder = folder
         self.jsonl = folder / "metrics.jsonl"
         folder.mkdir(parents=True, exist_ok=True)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        # the last step is always logged, so a run shorter than logging_steps still has metrics and curves
+        if state.global_step >= state.max_steps:
+            control.should_log = True
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
@@ -43,7 +57,7 @@ def read_metrics(folder: Path) -> list[dict[str, Any]]:
 
 def write_csv_and_plot(folder: Path) -> Path | None:
     rows = read_metrics(folder)
-    if not rows:
+    if not rows or os.environ.get("RANK", "0") != "0":  # rank 0 writes (medvlab.train.distributed)
         return None
     keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("step", "epoch"), k))
     with (folder / "metrics.csv").open("w", newline="", encoding="utf-8") as fh:
@@ -53,18 +67,22 @@ def write_csv_and_plot(folder: Path) -> Path | None:
     return plot_curves(rows, folder / "training_curves.png")
 
 
-def plot_curves(rows: list[dict[str, Any]], path: Path) -> Path | None:
+def plot_curves(rows: list[dict[str, Any]], path: Path, curves: tuple[str, ...] = CURVES) -> Path | None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = {k: [(r["step"], float(r[k])) for r in rows if k in r] for k in CURVES}
+    series = {k: [(r["step"], float(r[k])) for r in rows if k in r] for k in curves}
     series = {k: v for k, v in series.items() if v}
     if not series:
         return None
-    fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 3.2), squeeze=False)
-    for ax, (name, points) in zip(axes[0], series.items(), strict=True):
+    cols = min(len(series), 4)
+    rows_n = -(-len(series) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.2 * rows_n), squeeze=False)
+    for ax in axes.flat[len(series) :]:
+        ax.axis("off")
+    for ax, (name, points) in zip(axes.flat, series.items(), strict=False):
         steps, values = zip(*points, strict=True)
         ax.plot(steps, values, marker="o" if len(points) < 30 else None, linewidth=1.5)
         ax.set_title(name)

@@ -9,6 +9,9 @@ from typing import Any
 from medvlab.devices import DeviceInfo, has_module, resolve_device
 from medvlab.errors import ConfigError, DeviceError
 from medvlab.train.config import TrainConfig
+from medvlab.train.distributed import device_for_rank, quiet_other_ranks
+from medvlab.train.distributed import trainer_arguments as distributed_arguments
+from medvlab.train.optim import optimizer_arguments
 from medvlab.vlm.loading import _classify_load_error, resolve_model_source
 
 logger = logging.getLogger(__name__)
@@ -56,7 +59,8 @@ def load_for_training(cfg: TrainConfig, cache_dir: Path | None = None) -> tuple[
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    device = resolve_device(cfg.device, cfg.dtype)
+    quiet_other_ranks()
+    device = device_for_rank(resolve_device(cfg.device, cfg.dtype))  # accelerator LOCAL_RANK under torchrun
     source = resolve_model_source(cfg.model, cache_dir)
     kwargs: dict[str, Any] = {"dtype": getattr(torch, device.dtype), "attn_implementation": "eager"}
     if cfg.qlora:
@@ -128,6 +132,8 @@ def trainer_arguments(cfg: TrainConfig, device: DeviceInfo, has_eval: bool) -> d
         "bf16": device.dtype == "bfloat16",
         "fp16": device.dtype == "float16",
         "use_cpu": device.kind == "cpu",
-        "gradient_checkpointing": cfg.gradient_checkpointing,
+        "activation_checkpointing": cfg.gradient_checkpointing,  # transformers 5 name (gradient_* deprecated)
         "report_to": [],
+        **distributed_arguments(getattr(cfg, "distributed", "ddp"), device),
+        **optimizer_arguments(cfg, device),  # adamw_torch, GaLore or 8-bit (medvlab.train.optim)
     }
