@@ -36,6 +36,7 @@ bench: setup-bench
 	$(BIN)/python benchmarks/load_bench.py
 	$(BIN)/python benchmarks/seg_bench.py
 	$(BIN)/python benchmarks/serve_bench.py
+	$(BIN)/python benchmarks/batch_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     """Database URL of the feedback store (e.g. postgresql+psycopg://...); None: SQLite in ``data_dir``."""
     kb_url: str | None = None
     """Database URL of the knowledge base; None means SQLite at ``<cache_dir>/kb.sqlite``."""
+    pacs: dict[str, dict[str, Any] | str] = Field(default_factory=dict)
+    """DICOMweb endpoints by name: ``{"name": {"url": "http://host/dicom-web", "token_env": "VAR"}}``
+    (also ``user_env`` / ``password_env`` for basic auth, ``timeout_s``; or just the URL as a string);
+    secrets stay in those variables."""
+    pacs_config: Path | None = None
+    """A JSON file holding the same mapping as ``pacs`` (its endpoints are added to those of ``pacs``)."""
 
     @model_validator(mode="after")
     def _engine_has_url(self) -> Settings:

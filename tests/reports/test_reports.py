@@ -106,7 +106,9 @@ def test_encapsulated_pdf_belongs_to_the_source_study(
     assert ds.EncapsulatedDocument[: ds.EncapsulatedDocumentLength] == pdf
     ref = ds.SourceInstanceSequence[0]
     assert ref.ReferencedSOPInstanceUID == src.SOPInstanceUID and ref.ReferencedSOPClassUID == src.SOPClassUID
-    assert ds.PatientName == "" and ds.DocumentTitle == "CT report"
+    assert ds.PatientName == src.PatientName and ds.PatientID == src.PatientID
+    assert ds.DocumentTitle == "CT report"
+    assert ds.StudyDate == src.StudyDate and ds.StudyTime == src.StudyTime
 
 
 @pytest.mark.parametrize("language", ["en", "zh"])

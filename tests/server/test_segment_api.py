@@ -122,3 +122,39 @@ def test_openai_chat_with_segment_cites_the_volumes(
     )
     with pytest.raises(openai.BadRequestError, match="needs a 3-D volume"):
         ask(xray)  # a radiograph cannot be segmented in 3-D
+
+
+def test_segment_and_report_as_dicom_sr(
+    brain_data: dict[str, Path], dicom_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """The volumes as a TID 1500 SR and an answer as a text SR, over HTTP, in the source study."""
+    import pydicom
+    from fastapi.testclient import TestClient
+
+    from medvlab.config import Settings
+    from medvlab.imaging.structured_reports import sr_texts, sr_volumes
+    from medvlab.server.app import create_app
+    from medvlab.services import Lab
+
+    series = brain_data["test_dicom"]
+    lab = Lab(
+        Settings(model="tiny", allowed_paths=[str(series.parent)], cache_dir=tmp_path, max_new_tokens=4)
+    )
+    first = pydicom.dcmread(next(series.iterdir()), stop_before_pixels=True)
+    with TestClient(create_app(lab, ui=False, preload=False)) as client:
+        r = client.post("/v1/segment", json={"image": str(series), "format": "dicom-sr"})
+        assert r.status_code == 200, r.text
+        sr = pydicom.dcmread(io.BytesIO(r.content))
+        assert sr.StudyInstanceUID == first.StudyInstanceUID and sr.PatientID == first.PatientID
+        assert 1500 < sr_volumes(sr)["brain"] < 2300
+        ct = (
+            "data:application/dicom;base64,"
+            + base64.b64encode(dicom_files["CT_small.dcm"].read_bytes()).decode()
+        )
+        body = {"image": ct, "question": "Any lesion?", "answer": "No lesion.", "format": "dicom-sr"}
+        r = client.post("/v1/reports", json=body)
+        assert r.status_code == 200, r.text
+        answer = pydicom.dcmread(io.BytesIO(r.content))
+        source = pydicom.dcmread(dicom_files["CT_small.dcm"], stop_before_pixels=True)
+        assert answer.StudyInstanceUID == source.StudyInstanceUID and answer.PatientID == source.PatientID
+        assert sr_texts(answer)["Finding"] == "No lesion." and sr_texts(answer)["Algorithm Name"] == "tiny"

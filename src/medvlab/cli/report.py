@@ -1,4 +1,5 @@
-"""``medvlab report IMAGE QUESTION -o report.pdf``: ask, then write a PDF (and a DICOM Encapsulated PDF)."""
+"""``medvlab report IMAGE QUESTION -o report.pdf``: ask, then write a PDF (and a DICOM Encapsulated PDF,
+and the answer as a DICOM text SR)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ def report(
     question: str = typer.Argument(..., help="The question, in Chinese or English."),
     output: Path = typer.Option(..., "--output", "-o", help="PDF file to write."),
     dicom: Path | None = typer.Option(None, "--dicom", help="Also write a DICOM Encapsulated PDF here."),
+    dicom_sr: Path | None = typer.Option(
+        None, "--dicom-sr", help="Also write the answer as a DICOM text SR here (DICOM input)."
+    ),
     model: str | None = options.MODEL,
     device: str | None = options.DEVICE,
     adapter: str | None = options.ADAPTER,
@@ -32,7 +36,7 @@ def report(
 
     from medvlab.config import settings_with
     from medvlab.services import Lab
-    from medvlab.services.report import ReportRequest, as_dicom, make_report
+    from medvlab.services.report import ReportRequest, answer_sr, as_dicom, make_report
 
     err = Console(stderr=True)
     lab = Lab(
@@ -56,7 +60,7 @@ def report(
         kb=kb,
     )
     with err.status("Answering…"):
-        pdf, _ = make_report(lab, img, req)
+        pdf, answer = make_report(lab, img, req)
     output.write_bytes(pdf)
     typer.echo(f"wrote {output} ({len(pdf) // 1024} KiB)")
     if dicom:
@@ -64,3 +68,6 @@ def report(
         typer.echo(
             f"wrote {dicom} (DICOM Encapsulated PDF, study {img.metadata.get('StudyInstanceUID', 'new')})"
         )
+    if dicom_sr:
+        dicom_sr.write_bytes(answer_sr(lab, img, question, answer))
+        typer.echo(f"wrote {dicom_sr} (DICOM text SR of the answer)")

@@ -25,7 +25,7 @@ from medvlab.imaging.geometry import orientation as _orientation
 from medvlab.imaging.geometry import position as _position
 from medvlab.imaging.geometry import slice_thickness as _slice_thickness
 from medvlab.imaging.geometry import spacing_2d as _spacing_2d
-from medvlab.imaging.types import MedImage, VoiLut, VoiWindow
+from medvlab.imaging.types import MedImage, SourceStudy, VoiLut, VoiWindow
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,23 @@ KEEP_METADATA = (
     "ImageType",
 )
 """Header fields copied into ``MedImage.metadata``. Patient-identifying fields are deliberately left out."""
+
+STUDY_ATTRIBUTES = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+)
+"""Patient and study attributes every object medvlab writes back into a study (SEG, SR, encapsulated
+PDF) copies from its source. Kept apart in ``MedImage.metadata['source_study']``, as the source had them
+(de-identified when the source was), only for those writers: never shown, logged or sent to a model."""
+
 
 DECODE_FIX = (
     "The file may be truncated or use a compression that no installed decoder handles. medvlab ships "
@@ -210,6 +227,7 @@ def _metadata(ds: Dataset) -> dict[str, Any]:
         meta["SOPClassUID"] = str(sop)
     if "SOPInstanceUID" in ds:
         meta["SOPInstanceUIDs"] = [str(ds.SOPInstanceUID)]
+    meta["source_study"] = SourceStudy({tag: str(ds.get(tag) or "") for tag in STUDY_ATTRIBUTES})
     return meta
 
 

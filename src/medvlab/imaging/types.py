@@ -15,10 +15,31 @@ Reader contract (after nnU-Net's ``BaseReaderWriter`` and MONAI's ``ImageReader`
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+
+class SourceStudy(Mapping[str, str]):
+    """The source's patient and study attributes as the source had them — identified data, so the repr
+    withholds the values (image metadata is shown and may be logged); only the DICOM writers read them."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values = dict(values)
+
+    def __getitem__(self, key: str) -> str:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"SourceStudy(<{len(self._values)} attributes withheld>)"
 
 
 @dataclass(frozen=True)

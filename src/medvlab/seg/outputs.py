@@ -65,3 +65,26 @@ def write_dicom_seg(
     return write_seg(
         labels, image, source, spec.labels, path, model_name, f"medvlab {model_name} ({spec.net})"
     )
+
+
+def write_measurement_sr(
+    seg_path: Path,
+    image: MedImage,
+    source: Path | Sequence[Path],
+    volumes_ml: dict[str, float],
+    path: Path,
+    model_name: str = "medvlab",
+) -> Path:
+    """A TID 1500 measurement report (DICOM Comprehensive 3D SR) of each structure's volume, referencing
+    the segments of the SEG at ``seg_path`` and the source series; written by
+    :func:`medvlab.imaging.structured_reports.measurement_report`."""
+    import pydicom
+
+    from medvlab.imaging.segmentation_objects import source_datasets
+    from medvlab.imaging.structured_reports import measurement_report
+
+    seg = pydicom.dcmread(seg_path, stop_before_pixels=True)
+    sr = measurement_report(source_datasets(source, image), seg, volumes_ml, model=model_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sr.save_as(path, enforce_file_format=True)
+    return path

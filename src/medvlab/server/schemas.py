@@ -97,8 +97,9 @@ class SegmentRequest(BaseModel):
 
     image: str
     model: str | None = None
-    format: Literal["json", "nifti", "dicom-seg"] = "json"
-    """``dicom-seg``: a DICOM SEG referencing the source (a DICOM file or an allowed series folder)."""
+    format: Literal["json", "nifti", "dicom-seg", "dicom-sr"] = "json"
+    """``dicom-seg``: a DICOM SEG referencing the source (a DICOM file or an allowed series folder);
+    ``dicom-sr``: the TID 1500 measurement SR of the volumes, referencing that SEG."""
 
 
 class ReportRequest(ImageRequest):
@@ -107,7 +108,8 @@ class ReportRequest(ImageRequest):
     structured: bool = False
     heatmap: bool = False
     kb: int = Field(default=0, ge=0, le=20)
-    format: Literal["pdf", "dicom"] = "pdf"
+    format: Literal["pdf", "dicom", "dicom-sr"] = "pdf"
+    """``dicom``: the PDF as a DICOM Encapsulated PDF; ``dicom-sr``: the answer as a DICOM text SR."""
     segment: bool = False
     """Segment the volume first: the answer cites the measured volumes and the PDF lists them."""
 

@@ -1,5 +1,6 @@
 """The one report pipeline: answer (optionally grounded, segmented, structured, explained), then a PDF,
-or the PDF as a DICOM Encapsulated PDF in the source study. The CLI and the API both call ``make_report``."""
+or the PDF as a DICOM Encapsulated PDF in the source study, or the answer as a DICOM text SR there. The
+CLI and the API both call ``make_report``."""
 
 from __future__ import annotations
 
@@ -77,6 +78,32 @@ def as_dicom(pdf: bytes, image: MedImage) -> bytes:
     return bytes(out.getvalue())
 
 
+def answer_sr(
+    lab: Lab, image: MedImage, question: str, answer: str, language: Language | None = None
+) -> bytes:
+    """The question and answer as a DICOM text SR in ``image``'s study (Part 10 bytes), naming the model
+    and adapter and carrying the research-use disclaimer."""
+    from pydicom.filebase import DicomBytesIO
+
+    from medvlab.imaging.documents import source_headers
+    from medvlab.imaging.structured_reports import answer_report
+    from medvlab.vlm.prompting import DISCLAIMERS, detect_language, strip_disclaimer
+
+    lang = language or detect_language(question)
+    sr = answer_report(
+        source_headers(image.metadata),
+        question,
+        strip_disclaimer(answer),  # the SR carries the disclaimer as its own item
+        model=lab.model_id,
+        adapter=lab.adapter,
+        disclaimer=DISCLAIMERS[lang],
+        language=lang,
+    )
+    out = DicomBytesIO()
+    sr.save_as(out, enforce_file_format=True)
+    return bytes(out.getvalue())
+
+
 def build_report(
     lab: Lab,
     image: MedImage,
@@ -97,7 +124,7 @@ def build_report(
     measured volumes (unless ``volumes_ml`` is given).
     """
     from medvlab.imaging.windows import render_slice, to_pil
-    from medvlab.reports.pdf import ReportContent, build_pdf
+    from medvlab.reports.pdf import LABELS, ReportContent, build_pdf
     from medvlab.services.segmentation import overlay
     from medvlab.vlm.prompting import detect_language, strip_disclaimer
 
@@ -106,7 +133,9 @@ def build_report(
     # the report prints the disclaimer itself; drop the copy each streamed answer ends with
     qa = [(q, strip_disclaimer(a)) for q, a in qa]
     picture = to_pil(render_slice(image, index, window))
-    caption = f"{image.modality} · slice {index + 1}/{image.n_slices} · window {window or 'auto'}"
+    t = LABELS.get(lang, LABELS["en"])
+    where = t["slice"].format(n=index + 1, total=image.n_slices)
+    caption = f"{image.modality} · {where} · {t['window']} {window or t['auto']}"
     pictures = [(picture, caption)]
     if segmentation is not None:
         volumes_ml = volumes_ml or segmentation.volumes_ml
@@ -114,7 +143,8 @@ def build_report(
         best = int(areas.argmax())
         drawn = to_pil(overlay(image, segmentation, best, window))
         names = ", ".join(segmentation.names)
-        pictures.append((drawn, f"segmentation ({names}) · slice {best + 1}/{image.n_slices}"))
+        where = t["slice"].format(n=best + 1, total=image.n_slices)
+        pictures.append((drawn, f"{t['segmentation']} ({names}) · {where}"))
     s = image.summary()
     content = ReportContent(
         model_id=lab.model_id,
@@ -126,6 +156,6 @@ def build_report(
         volumes_ml=volumes_ml,
         adapter=lab.adapter,
         image_summary=f"{s['format']} {s['modality']} {'x'.join(map(str, s['shape']))}, "
-        f"spacing {', '.join(f'{v:g}' for v in s['spacing_mm'])} mm",
+        f"{t['spacing']} {', '.join(f'{v:g}' for v in s['spacing_mm'])} mm",
     )
     return build_pdf(content)

@@ -1,4 +1,5 @@
-"""``/v1/reports``: a PDF report (or a DICOM Encapsulated PDF in the source study)."""
+"""``/v1/reports``: a PDF report (or a DICOM Encapsulated PDF, or the answer as a DICOM text SR, in the
+source study)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from fastapi.responses import Response
 from medvlab.server.deps import Admitted, LabDep
 from medvlab.server.schemas import ReportRequest
 from medvlab.services.report import ReportRequest as Report
-from medvlab.services.report import as_dicom, make_report
+from medvlab.services.report import answer_sr, as_dicom, make_report
 
 router = APIRouter(prefix="/v1", tags=["lab"])
 
@@ -29,7 +30,13 @@ def report(body: ReportRequest, lab: LabDep, guard: Admitted) -> Response:
         kb=body.kb,
         segment=body.segment,
     )
-    pdf, _ = make_report(lab, image, req, guard.cancel)
+    pdf, answer = make_report(lab, image, req, guard.cancel)
+    if body.format == "dicom-sr":
+        return Response(
+            answer_sr(lab, image, body.question, answer, body.language),
+            media_type="application/dicom",
+            headers={"Content-Disposition": 'attachment; filename="medvlab-answer-sr.dcm"'},
+        )
     if body.format == "dicom":
         return Response(
             as_dicom(pdf, image),

@@ -25,12 +25,13 @@ def segment(body: SegmentRequest, lab: LabDep, guard: Admitted) -> Any:
             f"Segmentation model '{body.model}' is not served here.",
             f"Use one of: {', '.join(sorted(allowed))} (the server's MEDVLAB_SEG_MODEL sets another).",
         )
-    if body.format == "dicom-seg":
-        _, data = lab.segment_to_dicom_seg(body.image, body.model)
+    if body.format in ("dicom-seg", "dicom-sr"):
+        convert = lab.segment_to_dicom_seg if body.format == "dicom-seg" else lab.segment_to_dicom_sr
+        _, data = convert(body.image, body.model)
         return Response(
             data,
             media_type="application/dicom",
-            headers={"Content-Disposition": 'attachment; filename="medvlab-seg.dcm"'},
+            headers={"Content-Disposition": f'attachment; filename="medvlab-{body.format[6:]}.dcm"'},
         )
     image = lab.load_image_reference(body.image)
     result = lab.segment(image, body.model)
