@@ -116,6 +116,30 @@ class ClientGoneError(MedvlabError):
     """The client disconnected before its request was served; the work was dropped."""
 
 
+class ConflictError(MedvlabError):
+    """The lab is busy with something that must finish first (e.g. a training job is already running)."""
+
+
+class PacsError(MedvlabError):
+    """A PACS (DICOMweb server) answered with an error the lab cannot recover from."""
+
+
+class PacsUnavailableError(PacsError):
+    """The PACS cannot be reached (down, wrong URL, timed out)."""
+
+
+class PacsAuthError(PacsError):
+    """The PACS refused the lab's credentials (HTTP 401/403 from the PACS)."""
+
+
+class PacsNotFoundError(NotFoundError):
+    """The study or series asked for is not in the PACS."""
+
+
+class PacsStoreError(PacsError):
+    """The PACS refused some of the objects sent to it (STOW-RS); the message says which were stored."""
+
+
 HTTP_STATUS: list[tuple[type[MedvlabError], int]] = [
     (ImageTooLargeError, 413),
     (UnsupportedFormatError, 415),
@@ -126,6 +150,7 @@ HTTP_STATUS: list[tuple[type[MedvlabError], int]] = [
     (ModelNotFoundError, 503),
     (ModelLoadError, 503),
     (DeviceError, 503),
+    (PacsNotFoundError, 404),
     (NotFoundError, 404),
     (PromptTooLongError, 400),
     (RequestError, 400),
@@ -139,7 +164,12 @@ HTTP_STATUS: list[tuple[type[MedvlabError], int]] = [
     (GenerationError, 500),
     (ExportError, 500),
     (OverloadedError, 429),
+    (ConflictError, 409),
     (ClientGoneError, 499),
+    (PacsUnavailableError, 503),
+    (PacsAuthError, 403),
+    (PacsStoreError, 502),
+    (PacsError, 502),
 ]
 """The HTTP status of each error class (first match wins, so subclasses come before their bases).
 Every class above has its own row; a test walks the hierarchy to keep it so."""

@@ -24,7 +24,10 @@ COMMON = [
     "--config",
     "--model",
     "--data",
-    "--eval",
+    "--eval-data",  # --eval still works (an alias)
+    "--distributed",
+    "--optim",
+    "--overwrite",
     "--output-dir",
     "--lora-rank",
     "--lora-alpha",
@@ -51,7 +54,7 @@ COMMON = [
     "--cache-images",
 ]
 FLAGS = {
-    ("train", "sft"): {*COMMON, "--group-by-length", "--completion-only", "--max-length"},
+    ("train", "sft"): {*COMMON, "--group-by-length", "--completion-only", "--max-length", "--packing"},
     ("train", "dpo"): {*COMMON, "--beta", "--loss-type"},
     ("seg", "train"): {
         "--images",
@@ -203,7 +206,9 @@ def test_toy_help_is_the_docstring_and_shows_defaults() -> None:
     assert "--loud" in result.output and "--no-loud" in result.output and "--extra" in result.output
 
 
-def test_train_sft_precedence_defaults_yaml_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_sft_precedence_defaults_yaml_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, train_dir: Path
+) -> None:
     import medvlab.train.sft
 
     seen: list[SFTTrainConfig] = []
@@ -218,6 +223,7 @@ def test_train_sft_precedence_defaults_yaml_flags(tmp_path: Path, monkeypatch: p
         yaml.safe_dump({"lora_rank": 4, "batch_size": 2, "resume": True, "warmup_ratio": 0.1})
     )
     args = ["train", "sft", "--config", str(cfg_file), "--lora-rank", "6", "--no-resume", "--lr", "0.01"]
+    args += ["--data", str(train_dir / "train.jsonl"), "-o", str(tmp_path / "run")]  # data is checked first
     result = runner.invoke(
         app, [*args, "--modules-to-save", "lm_head, embed_tokens", "--full-loss", "-w", "lung"]
     )

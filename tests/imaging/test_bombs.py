@@ -320,7 +320,7 @@ def test_4d_nifti_gz_decompresses_only_its_first_volume(tmp_path: Path) -> None:
     data = gzipped(iter([head, *(bytes(first.nbytes) for _ in range(volumes - 1))]))
     (tmp_path / "first.nii").write_bytes(nifti_bytes(first))
     expected = load(tmp_path / "first.nii")
-    image, peak, _ = peak_bytes(lambda: load_bytes(data, "4d.nii.gz"))
+    image, peak, _ = peak_bytes(lambda: load_bytes(data, "4d.nii.gz", volume=0))
     assert not isinstance(image, Exception), image
     assert image.metadata["nifti_shape"] == [64, 64, 32, volumes]
     np.testing.assert_array_equal(image.pixels, expected.pixels)
@@ -335,8 +335,9 @@ def test_genuine_nifti_gz_matches_nibabel(nibabel_data: Path) -> None:
             continue
         ref = nib.load(str(path))
         raw = gzip.decompress(path.read_bytes())
-        plain = load_bytes(raw, name.removesuffix(".gz"))
-        image = load(path)
+        volume = 1 if len(ref.shape) > 3 else None  # a 4-D file is read only with a volume chosen
+        plain = load_bytes(raw, name.removesuffix(".gz"), volume=volume)
+        image = load(path, volume=volume)
         np.testing.assert_array_equal(image.pixels, plain.pixels)
         assert image.pixels.size == int(np.prod(ref.shape[:3]))
 

@@ -34,11 +34,14 @@ def test_nifti_geometry_matches_nibabel(nibabel_data: Path) -> None:
     assert sorted(image.spacing) == pytest.approx(sorted(float(z) for z in ref.header.get_zooms()[:3]))
 
 
-def test_nifti_gz_and_4d_take_first_volume(nibabel_data: Path) -> None:
+def test_4d_nifti_gz_needs_a_volume_and_reads_the_chosen_one(nibabel_data: Path) -> None:
     ref = nib.load(str(nibabel_data / "example4d.nii.gz"))
-    image = load(nibabel_data / "example4d.nii.gz")
+    with pytest.raises(ImageLoadError, match="holding 2 volumes"):  # never silently cut
+        load(nibabel_data / "example4d.nii.gz")
+    image = load(nibabel_data / "example4d.nii.gz", volume=1)
     assert image.pixels.ndim == 3
     assert image.pixels.size == int(np.prod(ref.shape[:3]))
+    assert sorted(image.pixels.ravel().tolist()) == sorted(np.asarray(ref.dataobj[..., 1]).ravel().tolist())
 
 
 def test_nifti_bytes_roundtrip(nibabel_data: Path) -> None:

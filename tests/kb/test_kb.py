@@ -12,6 +12,7 @@ from medvlab.kb import KnowledgeBase, read_snippets
 from medvlab.kb.ingest import read_file
 from medvlab.kb.retrieve import grounding_text, references_text, tokenize
 from medvlab.kb.store import Snippet
+from medvlab.kb.terms import TermTable
 
 DATA = Path(__file__).parents[1] / "data" / "reports"
 
@@ -43,23 +44,26 @@ def test_bad_files_name_the_problem(tmp_path: Path) -> None:
         read_file(tmp_path / "broken.json")
 
 
-def test_tokenize_mixes_words_and_cjk_ngrams() -> None:
-    assert tokenize("CT: 肝囊肿 2.1 cm") == ["ct", "2.1", "cm", "肝", "囊", "肿", "肝囊", "囊肿"]
+def test_tokenize_mixes_words_and_cjk_bigrams() -> None:
+    # no CJK unigrams: 胸腔积液 must not match 腔隙 (lacunar) through 腔; a lone character stays a token
+    assert tokenize("CT: 肝囊肿 2.1 cm 肝") == ["ct", "2.1", "cm", "肝囊", "囊肿", "肝"]
 
 
 def test_chinese_query_finds_chinese_report(kb: KnowledgeBase) -> None:
     hits = kb.search("肝脏低密度灶是什么", k=3)
-    assert hits[0].snippet.title == "肝囊肿" and hits[0].via == ("bm25",)
+    assert hits[0].snippet.title == "肝囊肿" and hits[0].via[0] == "bm25"
     assert kb.search("脑出血 中线移位")[0].snippet.title == "急性脑出血"
     assert kb.search("肺结节复查")[0].snippet.title == "右肺上叶结节"
 
 
-def test_english_query_uses_embeddings_when_words_do_not_match(kb: KnowledgeBase) -> None:
-    hits = kb.search("big heart", k=2)
+def test_english_query_uses_embeddings_when_words_do_not_match(kb: KnowledgeBase, tmp_path: Path) -> None:
+    hits = kb.search("big heart", k=2)  # the term table adds "enlarged heart" to the cardiomegaly report
+    assert hits[0].snippet.title.startswith("Cardiomegaly") and set(hits[0].via) == {"bm25", "embedding"}
+    bare = KnowledgeBase(f"sqlite:///{tmp_path / 'bare.sqlite'}", terms=TermTable(()))
+    bare.add(kb.store.all())
+    hits = bare.search("big heart", k=2)
     assert hits[0].snippet.title.startswith("Cardiomegaly")
-    assert (
-        "embedding" in hits[0].via and "bm25" not in hits[0].via
-    )  # no shared word: only the embedding found it
+    assert hits[0].via == ("embedding",)  # no shared word and no term table: only the embedding found it
     fused = kb.search("pleural effusion costophrenic angle", k=1)[0]
     assert fused.snippet.title == "Left pleural effusion" and set(fused.via) == {"bm25", "embedding"}
 

@@ -108,7 +108,7 @@ def test_explain_route(live_server: str, dicom_files: dict[str, Path]) -> None:
     )
     assert r.status_code == 200
     maps = r.json()["heatmaps"]
-    assert [m["label"] for m in maps] == ["attention · SLICE 1", "attention · SLICE 10"]
+    assert [m["label"] for m in maps] == ["attention · slice 1/10", "attention · slice 10/10"]
     assert base64.b64decode(maps[0]["png"].split(",", 1)[1]).startswith(b"\x89PNG")
 
 
@@ -123,7 +123,7 @@ def test_report_route_pdf_and_dicom(live_server: str, dicom_files: dict[str, Pat
     r = httpx.post(f"{live_server}/v1/reports", json=body, timeout=300)
     assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
     text = "".join(p.extract_text() or "" for p in PdfReader(io.BytesIO(r.content)).pages)
-    assert "Any lesion?" in text and "Structured findings" in text and "confidence" in text
+    assert "Any lesion?" in text and "Structured findings" in text and "Confidence" in text
     r = httpx.post(
         f"{live_server}/v1/reports",
         json={**body, "structured": False, "heatmap": False, "format": "dicom", "answer": "Given answer."},

@@ -106,7 +106,7 @@ def test_segmentation_overlay_and_grounded_answer_in_a_real_browser(
         page.wait_for_selector("#files")
         page.set_input_files("#files input[type=file]", str(brain_data["test_image"]))
         page.wait_for_function(
-            "document.querySelector('#image-info').innerText.includes('nifti')", timeout=60_000
+            "document.querySelector('#image-info').innerText.includes('NIfTI')", timeout=60_000
         )
         before = page.get_attribute("#preview img", "src")
         page.click("#segment")
@@ -148,7 +148,7 @@ def test_segmenting_an_uploaded_dicom_series_offers_a_dicom_seg(
         page.wait_for_selector("#files")
         page.set_input_files("#files input[type=file]", [str(f) for f in files])
         page.wait_for_function(
-            "document.querySelector('#image-info').innerText.includes('dicom-series')", timeout=120_000
+            "document.querySelector('#image-info').innerText.includes('181 slices')", timeout=120_000
         )
         page.click("#segment")
         link = page.wait_for_selector("#seg-files a[href*='seg.dcm']", timeout=120_000)

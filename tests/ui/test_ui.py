@@ -37,9 +37,14 @@ def test_load_endpoint_describes_a_series(ui: Client, dicom_files: dict[str, Pat
 
     write_series(dicom_files["CT_small.dcm"], tmp_path / "s", n=6)
     files = [handle_file(str(p)) for p in sorted((tmp_path / "s").glob("*.dcm"))]
-    info, preview, slider = ui.predict(files, "lung", api_name="/load")
-    assert "dicom-series" in info and "CT" in info and "6 × 128 × 128" in info
-    assert Path(preview).exists()
+    info, preview, slider, plane, level, width, zoom = ui.predict(files, "lung", "English", api_name="/load")
+    assert info == "**DICOM** · CT · 6 file(s) · 6 slices · 6 × 128 × 128 · spacing 2.5 × 0.6615 × 0.6615 mm"
+    assert (
+        plane["value"] == "axial" and zoom == 1 and (level["value"], width["value"]) == (-600, 1500)
+    )  # the lung window
+    picture = preview["value"]  # the picture comes with its label ("Axial · slice 4/6")
+    assert Path(picture if isinstance(picture, str) else picture["path"]).exists()
+    assert preview["label"] == "Axial · slice 4/6"
     assert slider["value"] == 4 and slider["maximum"] == 6 and slider["visible"]  # middle slice, 1-based
 
 

@@ -9,7 +9,8 @@ import sys
 import typer
 
 from medvlab import __version__
-from medvlab.cli import ask, doctor, evaluate, feedback, images, kb, report, seg, serve, train
+from medvlab.cli import ask, batch, doctor, evaluate, feedback, images, kb, report, seg, serve, train
+from medvlab.cli.pacs import pacs_app
 from medvlab.errors import MedvlabError
 
 app = typer.Typer(
@@ -29,17 +30,25 @@ app.add_typer(kb.kb_app, name="kb")
 app.add_typer(train.train_app, name="train")
 app.add_typer(feedback.feedback_app, name="feedback")
 app.add_typer(seg.seg_app, name="seg")
+app.add_typer(pacs_app, name="pacs")
+app.add_typer(batch.batch_app, name="batch")
 app.command("eval")(evaluate.evaluate)
+
+
+def _print_version(value: bool) -> None:
+    """Eager: runs before Typer asks for a command, so ``medvlab --version`` alone works."""
+    if value:
+        typer.echo(f"medvlab {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debug logs."),
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+    ),
 ) -> None:
-    if version:
-        typer.echo(__version__)
-        raise typer.Exit()
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

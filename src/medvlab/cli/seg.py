@@ -113,8 +113,16 @@ def predict(
     overlap: float = typer.Option(0.5, "--overlap", help="Sliding-window overlap, 0-0.9."),
     amp: bool = typer.Option(False, "--amp", help="bf16/fp16 autocast."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON (one object per input)."),
+    preview: bool = typer.Option(
+        False, "--preview", help="Also write <name>_preview.png: axial/coronal/sagittal with the mask."
+    ),
+    statistics: bool = typer.Option(
+        True, "--statistics/--no-statistics", help="Write <name>_statistics.json (volume, intensity, ...)."
+    ),
 ) -> None:
-    """Segment volumes: NIfTI mask on each input's grid, DICOM SEG for DICOM input, volumes in mL."""
+    """Segment volumes: NIfTI mask on each input's grid, DICOM SEG + measurement SR for DICOM input,
+    per-structure statistics (<name>_statistics.json: voxels, mL, intensity, centroid, bounding box) and
+    with --preview a three-plane picture."""
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
@@ -122,7 +130,8 @@ def predict(
     from medvlab.devices import resolve_device
     from medvlab.errors import ConfigError
     from medvlab.seg.infer import InferenceOptions, Predictor
-    from medvlab.seg.study import StudyResult, default_outputs, segment_study
+    from medvlab.seg.statistics import table_rows
+    from medvlab.seg.study import StudyResult, default_extras, default_outputs, segment_study, sr_path
 
     if not 0 <= overlap < 1:
         raise ConfigError(f"--overlap {overlap} is outside 0-0.9.", "Use e.g. --overlap 0.5.")
@@ -139,6 +148,7 @@ def predict(
         reading = bar.add_task("Reading", total=None)
         for image in images:
             default_nifti, default_seg = default_outputs(image, output)
+            stats_path, preview_path = default_extras(image, (nifti or default_nifti).parent)
             bar.update(reading, completed=0, total=None, description=f"Reading {image.name}")
 
             def progress(done: int, total: int) -> None:
@@ -155,6 +165,9 @@ def predict(
                 Path(model).stem,
                 progress,
                 windows,
+                dicom_sr=sr_path(dicom_seg or default_seg),
+                statistics=stats_path if statistics else None,
+                preview=preview_path if preview else None,
             )
             results.append((image, result))
             bar.advance(studies)
@@ -162,15 +175,17 @@ def predict(
         payload = [{"input": str(image), **r.summary()} for image, r in results]
         typer.echo(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
         return
-    table = Table(title="Volumes (research use only, not a diagnosis)")
-    for col in ("input", "structure", "volume (mL)", "seconds"):
-        table.add_column(col, justify="right" if col in ("volume (mL)", "seconds") else "left")
+    table = Table(title="Structures (research use only, not a diagnosis)")
+    heads = ("input", "structure", "voxels", "volume (mL)", "mean", "std", "min", "max", "centroid (mm, RAS)")
+    for col in heads:
+        table.add_column(col, justify="left" if col in ("input", "structure") else "right")
     for image, result in results:
-        for name, ml in result.segmentation.volumes_ml.items():
-            table.add_row(image.name, name, f"{ml:.1f}", f"{result.timings['total']:.2f}")
+        for row in table_rows((result.statistics or {})["structures"]):
+            table.add_row(image.name, *(str(v) for v in row))
+        typer.echo(f"{image.name}: {result.timings['total']:.2f} s")
     Console().print(table)
     for _, result in results:
-        for path in (result.nifti, result.dicom_seg):
+        for path in (result.nifti, result.dicom_seg, result.dicom_sr, result.statistics_path, result.preview):
             if path:
                 typer.echo(f"wrote {path}")
 

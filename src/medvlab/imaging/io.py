@@ -78,8 +78,11 @@ def load(
     series_uid: str | None = None,
     limits: LoadLimits | None = None,
     progress: Progress | None = None,
+    volume: int | None = None,
 ) -> MedImage:
     """Load a medical image from a path (file or folder) or a list of files forming one DICOM series.
+
+    ``volume`` (0-based) picks one volume of a 4-D NIfTI (refused without it: never silently cut).
 
     Returns a :class:`~medvlab.imaging.types.MedImage`; raises a :class:`~medvlab.errors.ImageLoadError`
     subclass, with the fix in its message, for anything that is not a readable image.
@@ -107,13 +110,15 @@ def load(
                 raise ImageLoadError(
                     f"'{path}' holds {len(nifti)} NIfTI files.", "Load one of them by its file name."
                 )
-            return load(nifti[0], limits=limits)
+            return load(nifti[0], limits=limits, volume=volume)
         return read_dicom_series(files, series_uid, limits, progress, what=f"'{path}'")
     _check_file(path, limits)
-    return _read_one(path, path.name, limits)
+    return _read_one(path, path.name, limits, volume)
 
 
-def load_bytes(data: bytes, filename: str = "upload", limits: LoadLimits | None = None) -> MedImage:
+def load_bytes(
+    data: bytes, filename: str = "upload", limits: LoadLimits | None = None, volume: int | None = None
+) -> MedImage:
     """Load an image from bytes (an upload or a data URI); ``filename`` helps to tell NIfTI from gzip.
 
     Decoded in memory: nothing is written to disk (an upload may identify a patient).
@@ -124,10 +129,10 @@ def load_bytes(data: bytes, filename: str = "upload", limits: LoadLimits | None 
             f"The upload is {len(data) / 2**20:.1f} MiB.", f"Send at most {limits.max_file_mb} MiB."
         )
     suffix = "".join(Path(filename).suffixes[-2:]) or ".bin"
-    return _read_one(bytes(data), f"upload{suffix}", limits)
+    return _read_one(bytes(data), f"upload{suffix}", limits, volume)
 
 
-def _read_one(source: Path | bytes, name: str, limits: LoadLimits) -> MedImage:
+def _read_one(source: Path | bytes, name: str, limits: LoadLimits, volume: int | None = None) -> MedImage:
     """One file (a path, or its bytes) of whatever format its first bytes and name say."""
     kind = sniff(source, name)
     if kind == "dicom":
@@ -135,7 +140,7 @@ def _read_one(source: Path | bytes, name: str, limits: LoadLimits) -> MedImage:
     if kind in ("png", "jpeg", "photo"):
         return read_photo(source, limits, name=name)
     if kind == "nifti":
-        return read_nifti(source, limits, name=name)
+        return read_nifti(source, limits, name=name, volume=volume)
     if kind == "gzip":
         raise UnsupportedFormatError(
             f"'{name}' is gzip-compressed but not named .nii.gz.", f"Rename it if it is NIfTI. {FORMATS_HINT}"

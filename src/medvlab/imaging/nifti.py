@@ -4,6 +4,10 @@ The header is decompressed first; its shape, data type and ``vox_offset`` say ho
 first volume takes, and the gzip stream is decompressed up to exactly there (ISA-L, in chunks), never
 further. A 3-D file whose stream goes on past what its header promises (plus a small margin) is a
 decompression bomb and is refused.
+
+A 4-D (or higher) file holds several volumes (fMRI, DWI, phases): one is read only when the caller names it
+(``volume=k``, 0-based; ``--volume`` on the CLI) — it is never silently cut to its first volume. For a
+``.nii.gz`` only the bytes up to the end of that volume are decompressed, and those before it discarded.
 """
 
 from __future__ import annotations
@@ -45,8 +49,33 @@ def _check_shape(shape: tuple[int, ...], what: str, limits: LoadLimits) -> None:
     check_size(what, shape[1], shape[0], shape[2] if len(shape) > 2 else 1, limits)
 
 
-def _from_gzip(data: bytes, what: str, limits: LoadLimits) -> Any:
-    """The image of a gzip-compressed single-file NIfTI, decompressing only its first volume."""
+def n_volumes(shape: tuple[int, ...]) -> int:
+    """How many 3-D volumes a NIfTI of this shape holds (dimensions past the third, flattened)."""
+    return math.prod(shape[3:]) if len(shape) > 3 else 1
+
+
+def pick_volume(shape: tuple[int, ...], volume: int | None, what: str) -> int:
+    """The 0-based volume to read: refuses a multi-volume file without a choice, or a choice out of range."""
+    count = n_volumes(shape)
+    if volume is None:
+        if count > 1:
+            raise ImageLoadError(
+                f"{what} is a {len(shape)}-D NIfTI {shape} holding {count} volumes; medvlab shows one "
+                "3-D volume at a time and will not pick one for you.",
+                f"Choose one with --volume N (0 to {count - 1}), or extract it (e.g. fslroi) and load "
+                "that 3-D file.",
+            )
+        return 0
+    if not 0 <= volume < count:
+        raise ImageLoadError(
+            f"Volume {volume} was asked of {what}, which holds {count} volume(s) {shape}.",
+            f"Choose --volume between 0 and {count - 1}.",
+        )
+    return volume
+
+
+def _from_gzip(data: bytes, what: str, limits: LoadLimits, volume: int | None = None) -> Any:
+    """The image of a gzip-compressed single-file NIfTI, decompressing only up to the chosen volume."""
     inflater = Inflater(data, gzip=True, what=what)
     head = inflater.read(HEADER_BYTES)
     cls = _single_file_class(head)
@@ -62,6 +91,9 @@ def _from_gzip(data: bytes, what: str, limits: LoadLimits) -> Any:
     _check_shape(shape, what, limits)
     nbytes = math.prod(shape[:3]) * itemsize
     check_bytes(what, nbytes, limits)
+    k = pick_volume(shape, volume, what)
+    if k > 0:
+        return _later_volume(inflater, head, header, shape, offset, nbytes, k, what)
     need = offset + nbytes
     out = io.BytesIO()
     out.write(head)
@@ -77,14 +109,49 @@ def _from_gzip(data: bytes, what: str, limits: LoadLimits) -> Any:
     return cls.from_bytes(out.getvalue())
 
 
-def _open(source: Path | bytes, what: str, limits: LoadLimits) -> Any:
+def _later_volume(
+    inflater: Inflater,
+    head: bytes,
+    header: Any,
+    shape: tuple[int, ...],
+    offset: int,
+    nbytes: int,
+    k: int,
+    what: str,
+) -> Any:
+    """Volume ``k`` > 0 of a 4-D ``.nii.gz`` as a 3-D image: the volumes before it are decompressed and
+    discarded (memory stays at one volume), nothing after it is decompressed."""
+    if len(head) < offset:  # extensions between the header and the voxels
+        head += inflater.read(offset - len(head))
+        if len(head) < offset:
+            raise corrupt(what)
+    before, start = head[offset:], k * nbytes  # voxel bytes already read; where volume k starts in them
+    if len(before) >= start:
+        voxels = before[start:]
+    else:
+        if inflater.skip(start - len(before)) < start - len(before):
+            raise corrupt(what)
+        voxels = b""
+    voxels = (voxels + inflater.read(max(0, nbytes - len(voxels))))[:nbytes]
+    if len(voxels) < nbytes:
+        raise corrupt(what)
+    header = header.copy()
+    header.set_data_shape(shape[:3])
+    block = header.binaryblock
+    cls = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
+    img = cls.from_bytes(block + head[len(block) : offset] + voxels)
+    img.medvlab_declared = (shape, k)  # type: ignore[attr-defined]  # read_nifti reports them
+    return img
+
+
+def _open(source: Path | bytes, what: str, limits: LoadLimits, volume: int | None = None) -> Any:
     if isinstance(source, Path):
         with source.open("rb") as fh:
             magic = fh.read(2)
-        img = _from_gzip(source.read_bytes(), what, limits) if magic == GZIP_MAGIC else None
+        img = _from_gzip(source.read_bytes(), what, limits, volume) if magic == GZIP_MAGIC else None
         return img if img is not None else nib.load(str(source))  # .nii, .hdr/.img pairs: lazily
     if source[:2] == GZIP_MAGIC:
-        img = _from_gzip(source, what, limits)
+        img = _from_gzip(source, what, limits, volume)
     else:
         cls = _single_file_class(bytes(source[:HEADER_BYTES]))
         img = cls.from_bytes(source) if cls is not None else None
@@ -111,12 +178,16 @@ def _finite(data: np.ndarray, what: str, meta: dict[str, object]) -> np.ndarray:
     return np.nan_to_num(data, copy=not data.flags.writeable, nan=lo, posinf=hi, neginf=lo)
 
 
-def read_nifti(source: Path | bytes, limits: LoadLimits, name: str | None = None) -> MedImage:
-    """NIfTI-1/2 volume, reoriented so axes point (superior, posterior, left) like axial DICOM."""
+def read_nifti(
+    source: Path | bytes, limits: LoadLimits, name: str | None = None, volume: int | None = None
+) -> MedImage:
+    """NIfTI-1/2 volume, reoriented so axes point (superior, posterior, left) like axial DICOM.
+
+    ``volume`` (0-based) picks one volume of a 4-D file; a multi-volume file without it is refused."""
     name = name or (source.name if isinstance(source, Path) else "upload.nii")
     what = f"'{name}'"
     try:
-        img: Any = _open(source, what, limits)
+        img: Any = _open(source, what, limits, volume)
         if not isinstance(img, nib.spatialimages.SpatialImage):  # e.g. CIFTI-2, also NIfTI-2 based
             raise ImageLoadError(f"{what} is a {type(img).__name__}, not an image volume.", FORMATS_HINT)
         shape = tuple(int(s) for s in img.shape)
@@ -125,13 +196,18 @@ def read_nifti(source: Path | bytes, limits: LoadLimits, name: str | None = None
     except Exception as exc:  # nibabel raises many types for broken headers
         raise ImageLoadError(f"{what} is not a readable NIfTI file ({exc}).", FORMATS_HINT) from exc
     _check_shape(shape, what, limits)
-    meta: dict[str, object] = {"nifti_shape": list(shape)}
+    declared, k = getattr(img, "medvlab_declared", None) or (shape, pick_volume(shape, volume, what))
+    meta: dict[str, object] = {"nifti_shape": list(declared)}
+    if len(declared) > 3:
+        meta["nifti_volume"] = k
+        logger.info(
+            "%s is %d-D %s; reading volume %d of %d", what, len(declared), declared, k, n_volumes(declared)
+        )
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # scaling may overflow: handled below
             if len(shape) > 3:
-                extra = math.prod(shape[3:])
-                logger.info("%s is %d-D (%s); using the first volume of %d", what, len(shape), shape, extra)
-                data = np.asarray(img.dataobj[(slice(None),) * 3 + (0,) * (len(shape) - 3)])
+                index = tuple(int(i) for i in np.unravel_index(k, shape[3:], order="F"))
+                data = np.asarray(img.dataobj[(slice(None),) * 3 + index])
             else:
                 data = np.asarray(img.dataobj)
             if data.dtype == np.float64:

@@ -49,6 +49,11 @@ LABELS = {
         "volume": "Volume (mL)",
         "field": "Field",
         "value": "Value",
+        "slice": "slice {n}/{total}",
+        "window": "window",
+        "auto": "auto",
+        "segmentation": "segmentation",
+        "spacing": "spacing",
     },
     "zh": {
         "title": "medvlab 科研报告",
@@ -66,8 +71,33 @@ LABELS = {
         "volume": "体积（毫升）",
         "field": "字段",
         "value": "内容",
+        "slice": "第 {n}/{total} 层",
+        "window": "窗",
+        "auto": "自动",
+        "segmentation": "分割",
+        "spacing": "间距",
     },
 }
+
+FIELD_NAMES = {
+    "en": {
+        "findings": "Findings",
+        "location": "Location",
+        "size": "Size",
+        "impression": "Impression",
+        "confidence": "Confidence",
+        "recommendations": "Recommendations",
+    },
+    "zh": {
+        "findings": "所见",
+        "location": "部位",
+        "size": "大小",
+        "impression": "印象",
+        "confidence": "置信度",
+        "recommendations": "建议",
+    },
+}
+"""The structured answer's field names (medvlab.vlm.structured.FIELDS) as the report prints them."""
 
 
 @dataclass
@@ -183,8 +213,9 @@ def build_pdf(content: ReportContent) -> bytes:
 
     if content.structured:
         story.append(Paragraph(_para_text(t["structured"]), h2))
+        names = FIELD_NAMES.get(content.language, FIELD_NAMES["en"])
         rows = [
-            [Paragraph(_para_text(str(k)), body), Paragraph(_para_text(str(v)), body)]
+            [Paragraph(_para_text(names.get(str(k), str(k))), body), Paragraph(_para_text(str(v)), body)]
             for k, v in content.structured.items()
             if k != "disclaimer"
         ]

@@ -8,7 +8,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 
 from medvlab import __version__, scratch
 from medvlab.errors import MedvlabError
@@ -83,7 +83,9 @@ def create_app(
         app.include_router(router)
 
     @app.get("/healthz", tags=["ops"])
-    def healthz() -> dict[str, object]:
+    def healthz(response: Response) -> dict[str, object]:
+        if lab.load_error:  # 503 while the model cannot load, so probes and load balancers see it
+            response.status_code = 503
         return {
             "status": "degraded" if lab.load_error else "ok" if lab.backend_loaded else "loading",
             "model": lab.model_id,
@@ -105,7 +107,7 @@ def create_app(
         os.environ["GRADIO_TEMP_DIR"] = str(scratch.root() / "ui")
         import gradio as gr
 
-        from medvlab.ui.app import THEME, build_ui
+        from medvlab.ui.app import HEAD, THEME, build_ui
 
         # with API keys the UI asks for one at a login page (any user name, the key as password)
         auth = (lambda _user, password: key_ok(password, s.api_keys)) if s.api_keys else None
@@ -116,6 +118,7 @@ def create_app(
             path="/",
             footer_links=["api"],
             theme=THEME,
+            head=HEAD,
             auth=auth,
             auth_message="medvlab: sign in with an API key as the password." if auth else None,
         )

@@ -162,6 +162,54 @@ def structured_answer(
     return data
 
 
+@dataclass(frozen=True)
+class AttentionMap:
+    """The attention of an answer over one picture the model saw."""
+
+    picture: Image.Image
+    """The picture (upscaled for display) with the heatmap drawn over it."""
+    grid: Any
+    """The g x g attention grid (numpy), to draw again over the viewer's own rendering."""
+    slice_index: int
+    """0-based slice of the volume the picture is (0 for a 2-D picture)."""
+    n_slices: int
+    """Slices in that volume (1 for a 2-D picture): labels read "slice 91/181" as the viewer does."""
+
+    @property
+    def reached(self) -> bool:
+        """False when no attention reached this picture (e.g. beyond every sliding-window layer's reach)."""
+        return bool((self.grid > 0).any())
+
+    @property
+    def label(self) -> str:
+        n, total = self.slice_index + 1, self.n_slices
+        text = f"attention · slice {n}/{total}" if total > 1 else "attention"
+        return text if self.reached else f"{text} (none reached it)"
+
+
+def attention_maps(
+    lab: Lab,
+    turns: list[Turn],
+    answer_text: str,
+    prompt: PromptOptions | None = None,
+    span: tuple[int, int] | None = None,
+) -> list[AttentionMap]:
+    """Attention of ``answer_text`` over every picture of the conversation, each with its volume slice."""
+    from medvlab.vlm.explain import heatmap_images
+
+    lab.require("attention_maps")
+    check_turns(turns)
+    prompt = prompt or lab.prompt_options()
+    messages = build_messages(turns, prompt)
+    grids = lab.backend.attention_grids(messages, strip_disclaimer(answer_text) or answer_text, span)
+    parts = [(p, img.n_slices) for t in turns for img in t.images for p in image_parts(img, prompt)]
+    pictures = heatmap_images([p.image.resize(display_size(p.image)) for p, _ in parts], grids)
+    return [
+        AttentionMap(pic, grid, part.slice_index, n)
+        for pic, grid, (part, n) in zip(pictures, grids, parts, strict=True)
+    ]
+
+
 def explain(
     lab: Lab,
     turns: list[Turn],
@@ -170,19 +218,7 @@ def explain(
     span: tuple[int, int] | None = None,
 ) -> list[tuple[Image.Image, str]]:
     """Attention heatmaps of ``answer_text`` over every picture of the first user turn, with labels."""
-    from medvlab.vlm.explain import heatmap_images
-
-    lab.require("attention_maps")
-    check_turns(turns)
-    prompt = prompt or lab.prompt_options()
-    messages = build_messages(turns, prompt)
-    grids = lab.backend.attention_grids(messages, strip_disclaimer(answer_text) or answer_text, span)
-    parts = [p for t in turns for img in t.images for p in image_parts(img, prompt)]
-    pictures = heatmap_images([p.image.resize(display_size(p.image)) for p in parts], grids)
-    return [
-        (pic, f"attention · {part.label}" if part.label else "attention")
-        for pic, part in zip(pictures, parts, strict=True)
-    ]
+    return [(m.picture, m.label) for m in attention_maps(lab, turns, answer_text, prompt, span)]
 
 
 def vqa_answer(lab: Lab, image: str | Path, question: str, closed: bool, max_new_tokens: int = 64) -> str:

@@ -225,6 +225,16 @@ class Lab:
         """Attention heatmaps of an answer over every picture of the conversation, with labels."""
         return answering.explain(self, turns, answer_text, prompt, span)
 
+    def attention_maps(
+        self,
+        turns: list[Turn],
+        answer_text: str,
+        prompt: PromptOptions | None = None,
+        span: tuple[int, int] | None = None,
+    ) -> list[answering.AttentionMap]:
+        """The same maps with their grids and volume slice numbers (the viewer draws them as an overlay)."""
+        return answering.attention_maps(self, turns, answer_text, prompt, span)
+
     def vqa_answer(self, image: str | Path, question: str, closed: bool, max_new_tokens: int = 64) -> str:
         return answering.vqa_answer(self, image, question, closed, max_new_tokens)
 
@@ -254,6 +264,22 @@ class Lab:
 
     def kb_search(self, query: str, k: int = 5) -> list[Hit]:
         return knowledge.search(self.kb, query, k)
+
+    def kb_add_checked(self, paths: Sequence[str | Path]) -> knowledge.Added:
+        """Add report files; -> how many were read, new, and the total (re-added texts are not doubled)."""
+        return knowledge.add_files_checked(self.kb, paths)
+
+    def kb_list(self, page: int = 1, per_page: int = 20, query: str = "") -> dict[str, Any]:
+        """One page of snippets as JSON (see :func:`medvlab.services.knowledge.listing`)."""
+        return knowledge.listing(self.kb, page, per_page, query)
+
+    def kb_remove(self, snippet_id: int) -> dict[str, object]:
+        """Remove one snippet by id (NotFoundError if unknown); -> the removed snippet as JSON."""
+        return knowledge.remove(self.kb, snippet_id).as_dict()
+
+    def kb_clear(self) -> int:
+        """Remove every snippet; -> how many were removed."""
+        return knowledge.clear(self.kb)
 
     # -- feedback (services.feedback) and adapters (services.adapters) ------------------------------
     def record_feedback(self, image_files: Sequence[str | Path], *args: Any, **kwargs: Any) -> int:
@@ -305,6 +331,12 @@ class Lab:
 
     def segment_to_dicom_seg(self, ref: str, model: str | None = None) -> tuple[Segmentation, bytes]:
         return self.segmenter.to_dicom_seg(self.inputs, ref, model)
+
+    def segment_to_dicom_sr(self, ref: str, model: str | None = None) -> tuple[Segmentation, bytes]:
+        """The TID 1500 measurement SR of the volumes (it references a SEG; send both to a PACS)."""
+        seg, _, sr = self.segmenter.to_dicom_objects(self.inputs, ref, model)
+        assert sr is not None
+        return seg, sr
 
     @staticmethod
     def mask_nifti(seg: Segmentation, image: MedImage) -> bytes:

@@ -19,12 +19,14 @@ from medvlab.services import Lab
 from medvlab.ui import api
 from medvlab.ui.i18n import LANGS, TEXT, Texts
 from medvlab.ui.panels import chat, feedback, header, knowledge, options, segmentation, viewer
+from medvlab.ui.panels import pacs as pacs_panel
 from medvlab.ui.panels.feedback import RATINGS
 from medvlab.ui.panels.header import model_status
 from medvlab.ui.panels.viewer import display
 from medvlab.ui.state import ChatSession, States, build_states
 
 __all__ = [
+    "HEAD",
     "LANGS",
     "RATINGS",
     "TEXT",
@@ -36,6 +38,9 @@ __all__ = [
     "display",
     "model_status",
 ]
+
+HEAD = viewer.HEAD
+"""Script and style the page needs (the viewer's wheel and arrow keys), bundled; the server passes it on."""
 
 # System fonts only: the default theme would make the browser fetch Google Fonts.
 THEME = gr.themes.Soft(
@@ -57,6 +62,7 @@ class Page:
     options: options.Options
     knowledge: knowledge.Knowledge
     states: States
+    pacs: pacs_panel.PacsPanel | None = None
 
 
 def build_page(lab: Lab) -> Page:
@@ -73,18 +79,20 @@ def build_page(lab: Lab) -> Page:
                 rate = feedback.build(texts)
                 opts = options.build(lab.settings, texts)
         kb = knowledge.build(texts)
+        remote = pacs_panel.build(lab, texts)
         header.build_footer(texts)
         states = build_states()
 
-        viewer.wire(lab, view, states)
+        viewer.wire(lab, view, states, top.lang)
         segmentation.wire(lab, seg, view, top.lang, states)
         chat.wire(lab, talk, view, seg, opts, top.lang, states)
         feedback.wire(lab, rate, view, opts, top.lang, states)
-        knowledge.wire(lab, kb)
+        knowledge.wire(lab, kb, top.lang)
+        pacs_panel.wire(lab, remote, view, top.lang, states)
         texts.wire(top.lang)
         api.wire(lab)
         header.wire(lab, demo, top)
-    return Page(demo, texts, top, view, seg, talk, rate, opts, kb, states)
+    return Page(demo, texts, top, view, seg, talk, rate, opts, kb, states, pacs=remote)
 
 
 def build_ui(lab: Lab) -> gr.Blocks:

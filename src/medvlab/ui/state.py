@@ -24,6 +24,10 @@ class ChatSession:
     structured: dict[str, Any] | None = None
     hits: list[Any] = field(default_factory=list)
     heatmaps: list[tuple[Any, str]] = field(default_factory=list)
+    attention: dict[int, Any] = field(default_factory=dict)
+    """0-based axial slice -> attention grid of the last explained answer (the viewer's overlay)."""
+    slices: list[tuple[int, int, bool]] = field(default_factory=list)
+    """(0-based slice, slices in the volume, attention reached it) of each of ``heatmaps``, for captions."""
 
 
 @dataclass(frozen=True)

@@ -37,11 +37,21 @@ def colormap(values: np.ndarray) -> np.ndarray:
     return np.rint(rgb).astype(np.uint8)
 
 
+def normalise(grid: np.ndarray) -> np.ndarray:
+    """A grid scaled to [0, 1] between its 5th and 95th percentiles (min and max for small or peaked grids).
+
+    Attention often piles onto one or two "sink" cells; scaled by the max alone, every other cell would be
+    ~0 and the picture would look as if it had no overlay at all."""
+    g = np.asarray(grid, dtype=np.float32)
+    lo, hi = (float(v) for v in np.percentile(g, [5, 95]))
+    if hi <= lo:
+        lo, hi = float(g.min()), float(g.max())
+    return np.clip((g - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(g)
+
+
 def grid_to_heatmap(grid: np.ndarray, height: int, width: int) -> np.ndarray:
     """A g x g attention grid -> an H x W map in [0, 1] over the original picture (bilinear)."""
-    g = np.asarray(grid, dtype=np.float32)
-    g = g - g.min()
-    g = g / g.max() if g.max() > 0 else g
+    g = normalise(grid)
     img = Image.fromarray(g, mode="F").resize((width, height), Image.Resampling.BILINEAR)
     return np.clip(np.asarray(img), 0, 1)
 

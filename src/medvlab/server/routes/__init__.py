@@ -1,6 +1,8 @@
 """The API routes, one module per resource; ``ROUTERS`` is what the app includes, in order."""
 
 from medvlab.server.routes import adapters, analyze, chat, explain, feedback, kb, reports, segment
+from medvlab.server.routes import pacs as pacs_routes
+from medvlab.server.routes import training
 
 ROUTERS = [
     chat.router,
@@ -11,4 +13,6 @@ ROUTERS = [
     kb.router,
     feedback.router,
     adapters.router,
+    pacs_routes.router,
+    training.router,
 ]

@@ -19,7 +19,7 @@ from medvlab.services import Lab
 from medvlab.ui.i18n import TEXT, Texts, language_of
 from medvlab.ui.panels.options import Options
 from medvlab.ui.panels.segmentation import SegmentationPanel
-from medvlab.ui.panels.viewer import Viewer, slice_of
+from medvlab.ui.panels.viewer import Viewer, render, slice_of
 from medvlab.ui.state import ChatSession, States, shown_errors
 from medvlab.vlm.prompting import Turn, strip_disclaimer
 
@@ -41,7 +41,6 @@ class Chat:
 
 
 def build(texts: Texts) -> Chat:
-    t = TEXT[texts.language]
     chatbot = texts.add(gr.Chatbot, {"label": "chat"}, height=460, elem_id="chat")
     question = texts.add(
         gr.Textbox, {"label": "question", "placeholder": "placeholder"}, lines=2, elem_id="question"
@@ -52,10 +51,11 @@ def build(texts: Texts) -> Chat:
     with gr.Row():
         send = texts.add(gr.Button, {"value": "send"}, variant="primary", elem_id="send")
         clear = texts.add(gr.Button, {"value": "clear"}, elem_id="clear")
-    table = texts.add(
+    t = TEXT[texts.language]
+    table = texts.add(  # headers and field names are relabelled by ``relabel`` (they go with the rows)
         gr.Dataframe,
         {"label": "table"},
-        headers=[t["field"], t["value"]],  # not relabelled (as before)
+        headers=[t["field"], t["value"]],
         interactive=False,
         wrap=True,
         elem_id="table",
@@ -64,16 +64,20 @@ def build(texts: Texts) -> Chat:
         explain = texts.add(gr.Button, {"value": "explain"}, elem_id="explain")
         export = texts.add(gr.Button, {"value": "export"}, elem_id="export")
     span = texts.add(gr.Textbox, {"label": "span"}, lines=1, elem_id="span")
-    heatmaps = texts.add(gr.Gallery, {"label": "heatmaps"}, columns=4, height=260, elem_id="heatmaps")
-    report = gr.File(label=t["report"], elem_id="report")  # not relabelled (as before)
+    # "contain": a chest X-ray is shown whole, not cropped to a square thumbnail
+    heatmaps = texts.add(
+        gr.Gallery, {"label": "heatmaps"}, columns=4, height=300, object_fit="contain", elem_id="heatmaps"
+    )
+    report = texts.add(gr.File, {"label": "report"}, elem_id="report")
     return Chat(
         chatbot, question, structured_on, kb_on, send, clear, table, explain, export, span, heatmaps, report
     )
 
 
-def rows(data: dict[str, Any]) -> list[list[str]]:
-    """A structured answer as (field, value) rows, without its disclaimer."""
-    return [[k, str(v)] for k, v in data.items() if k != "disclaimer"]
+def rows(data: dict[str, Any], language: str = "en") -> list[list[str]]:
+    """A structured answer as (field, value) rows, field names in ``language``, without its disclaimer."""
+    t = TEXT[language]
+    return [[t.get(f"f_{k}", k), str(v)] for k, v in data.items() if k != "disclaimer"]
 
 
 def text_of(content: Any) -> str:
@@ -137,7 +141,7 @@ def respond(
                 structured=data,
                 qa=[*session.qa, (question, json.dumps(data, ensure_ascii=False))],
             )
-            yield history, "", rows(data), session
+            yield history, "", table(data, language), session
             return
         answer = ""
         for piece in result.chunks or ():
@@ -150,9 +154,35 @@ def respond(
     yield history, "", gr.update(), session
 
 
-def clear() -> tuple[Any, ...]:
+def caption(language: str, index: int, total: int, reached: bool = True) -> str:
+    """ "attention · slice 91/181", with the volume's slice number as the viewer and the PDF show it."""
+    t = TEXT[language]
+    text = t["attention_label"].format(n=index + 1, total=total) if total > 1 else t["attention_2d"]
+    return text if reached else text + t["attention_none"]
+
+
+def relabel(lang_label: str, session: ChatSession | None) -> tuple[Any, Any]:
+    """Field names of the findings table and captions of the attention maps in the new language."""
+    language = language_of(lang_label)
+    findings = table(session.structured if session is not None else None, language)
+    if session is None:
+        return findings, gr.update()
+    captions = [
+        (pic, caption(language, *s)) for (pic, _), s in zip(session.heatmaps, session.slices, strict=False)
+    ]
+    return findings, captions if session.heatmaps else gr.update()
+
+
+def table(data: dict[str, Any] | None, language: str) -> dict[str, Any]:
+    """The findings table's value: headers go with the rows (a bare list would bring back the headers the
+    table was built with, in the page's first language)."""
+    t = TEXT[language]
+    return {"headers": [t["field"], t["value"]], "data": rows(data, language) if data else []}
+
+
+def clear(lang_label: str = "English") -> tuple[Any, ...]:
     """-> (chat, session, heatmaps, table), all empty."""
-    return [], None, [], None
+    return [], None, [], table(None, language_of(lang_label))
 
 
 def explain(
@@ -178,8 +208,11 @@ def explain(
         span = (start, start + len(span_text.strip()))
     prompt = lab.prompt_options(None if window == "auto" else window, int(max_slices))
     with shown_errors():
-        heatmaps = lab.explain([Turn("user", question, [image])], answer, prompt, span)
-    return heatmaps, replace(session, heatmaps=heatmaps)
+        maps = lab.attention_maps([Turn("user", question, [image])], answer, prompt, span)
+    slices = [(m.slice_index, m.n_slices, m.reached) for m in maps]
+    heatmaps = [(m.picture, caption(language, *s)) for m, s in zip(maps, slices, strict=True)]
+    attention = {m.slice_index: m.grid for m in maps if m.reached}
+    return heatmaps, replace(session, heatmaps=heatmaps, attention=attention, slices=slices)
 
 
 def export(
@@ -239,15 +272,28 @@ def wire(
     outputs = [chat.chatbot, chat.question, chat.table, states.session]
     chat.send.click(partial(respond, lab), inputs, outputs, api_visibility="private")
     chat.question.submit(partial(respond, lab), inputs, outputs, api_visibility="private")
+    # the viewer draws the attention of the last answer (or stops drawing it) once it changes
+    view_inputs = [
+        states.image,
+        viewer.plane,
+        viewer.slice,
+        viewer.window,
+        viewer.zoom,
+        viewer.overlays,
+        states.seg,
+        states.session,
+        lang,
+    ]
     chat.clear.click(
-        clear, None, [chat.chatbot, states.session, chat.heatmaps, chat.table], api_visibility="private"
-    )
+        clear, lang, [chat.chatbot, states.session, chat.heatmaps, chat.table], api_visibility="private"
+    ).then(partial(render, lab), view_inputs, viewer.preview, api_visibility="private")
     chat.explain.click(
         partial(explain, lab),
         [states.image, viewer.window, options.max_slices, lang, chat.span, states.session],
         [chat.heatmaps, states.session],
         api_visibility="private",
-    )
+    ).then(partial(render, lab), view_inputs, viewer.preview, api_visibility="private")
+    lang.change(relabel, [lang, states.session], [chat.table, chat.heatmaps], api_visibility="private")
     chat.export.click(
         partial(export, lab),
         [states.image, viewer.window, viewer.slice, lang, states.session, states.seg],

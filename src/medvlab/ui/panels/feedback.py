@@ -4,17 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import gradio as gr
 
 from medvlab.services import Lab
-from medvlab.ui.i18n import Texts, texts_of
+from medvlab.ui.i18n import TEXT, Texts, language_of, texts_of
 from medvlab.ui.panels.options import Options
 from medvlab.ui.panels.viewer import Viewer
 from medvlab.ui.state import ChatSession, States, shown_errors
 from medvlab.ui.uploads import Uploads
 
-RATINGS = {"👍 good": 1, "👎 bad": -1}
+RATINGS = {"good": 1, "bad": -1}
+"""Values of the rating radio; it shows them as words in the page's language (no emoji: fonts lack them)."""
+
+
+def rating_choices(language: str) -> list[tuple[str, str]]:
+    return [(TEXT[language][name], name) for name in RATINGS]
 
 
 @dataclass(frozen=True)
@@ -27,10 +33,12 @@ class Feedback:
 
 def build(texts: Texts) -> Feedback:
     with gr.Group():
-        rating = texts.add(gr.Radio, {"label": "rating"}, choices=list(RATINGS), elem_id="rating")
+        rating = texts.add(
+            gr.Radio, {"label": "rating"}, choices=rating_choices(texts.language), elem_id="rating"
+        )
         better = texts.add(gr.Textbox, {"label": "better"}, lines=2, elem_id="better")
         send = texts.add(gr.Button, {"value": "send_feedback"}, elem_id="send-feedback")
-        status = gr.Markdown(elem_id="feedback-status")
+        status = gr.Markdown(elem_id="feedback-status")  # cleared when the language changes
     return Feedback(rating, better, send, status)
 
 
@@ -81,3 +89,11 @@ def wire(
         feedback.status,
         api_visibility="private",
     )
+    lang.change(
+        relabel, [lang, feedback.rating], [feedback.rating, feedback.status], api_visibility="private"
+    )
+
+
+def relabel(lang_label: str, rating: str | None) -> tuple[Any, str]:
+    """The rating words in the new language (the choice kept); the last status line is in the old one."""
+    return gr.update(choices=rating_choices(language_of(lang_label)), value=rating), ""

@@ -17,7 +17,7 @@ def model_status(lab: Lab, language: str = "en") -> str:
     """One line saying which model answers, and why none does if it failed to load."""
     t = TEXT[language]
     if lab.load_error is not None:
-        return f"**{t['model']}:** `{lab.model_id}` — ⛔ {t['no_model']}: {lab.load_error}"
+        return f"**{t['model']}:** `{lab.model_id}` — **{t['no_model']}**: {lab.load_error}"
     note = f" ({t['tiny']})" if lab.model_id == TINY_MODEL else ""
     return f"**{t['model']}:** `{lab.model_id}`{note}"
 
