@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from medvlab.cli.dataclass_options import DataclassOptions, Flag
-from medvlab.cli.train import CONFIG, FILE_ONLY, FLAGS
+from medvlab.cli.train_options import CONFIG, FILE_ONLY, FLAGS
 from medvlab.train.federated import FederatedConfig
 
 FEDERATED = DataclassOptions(

@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 from medvlab.cli.dataclass_options import DataclassOptions, Flag
-from medvlab.cli.train import CONFIG, FILE_ONLY, FLAGS
+from medvlab.cli.train_options import CONFIG, FILE_ONLY, FLAGS
 from medvlab.cli.train_view import quiet_warnings, show_summary
 from medvlab.train.distributed import is_main_process
 from medvlab.train.grpo_config import GrpoTrainConfig, SampleConfig
