@@ -36,7 +36,7 @@ def test_a_pacs_series_opens_in_the_viewer(pacs_server: str, studies: Studies) -
         browser = launch(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{pacs_server}/")
-        page.get_by_text("PACS (DICOMweb)").click()
+        page.click("#pacs-button")  # the PACS tab
         page.fill("#pacs-patient textarea, #pacs-patient input", "COLIN27")
         page.click("#pacs-search")
         page.wait_for_function(

@@ -75,7 +75,7 @@ def test_ui_functions_read_only_uploads(
     answers = {}
     for path in ("/etc/passwd", outside, "/no/such/file.dcm"):
         calls: list[tuple[str, list[Any]]] = [
-            ("load", [[file_data(path)], "auto"]),
+            ("load", [[file_data(path)], "auto", "English"]),
             ("ask", [[file_data(path)], "q", "auto", 4, 8]),
             ("ask", [[{"path": path}], "q", "auto", 4, 8]),  # gr.api takes raw dicts
             ("ask", [path, "q", "auto", 4, 8]),
@@ -99,7 +99,7 @@ def test_ui_uploads_are_deleted_once_read(live_server: str, dicom_files: dict[st
     r = client.post("/gradio_api/upload", files=[("files", ("PLANTEDNAME^ZED.dcm", ct, "application/dicom"))])
     uploaded = r.json()[0]
     assert Path(uploaded).exists() and Path(uploaded).is_relative_to(scratch.root())
-    event, payload = gradio_call(client, "load", [[file_data(uploaded)], "auto"])
+    event, payload = gradio_call(client, "load", [[file_data(uploaded)], "auto", "English"])
     assert event == "complete" and "CT" in payload
     assert not Path(uploaded).exists()
     assert not any("PLANTED" in p.name for p in scratch.root().rglob("*"))

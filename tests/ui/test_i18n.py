@@ -72,7 +72,7 @@ def test_switching_to_chinese_updates_every_registered_component(page: Page) -> 
         "中文", *[[["brain", "1.0"]] if t is page.segmentation.volumes else None for t in page.texts.tables]
     )
     assert kept[page.segmentation.volumes]["value"]["data"] == [["brain", "1.0"]]
-    assert updates[page.knowledge.accordion]["label"] == zh["kb"]
+    assert updates[page.knowledge.tab]["label"] == zh["kb"]
     assert "模型" in updates[page.header.status]["value"]
     assert any(DISCLAIMERS["zh"] in str(u.get("value")) for u in updates.values())
 

@@ -15,7 +15,7 @@ from medvlab.errors import MedvlabError
 from medvlab.server.errors import install_error_handlers
 from medvlab.server.routes import ROUTERS
 from medvlab.server.security import Admission, ApiKeyMiddleware, BodyLimitMiddleware, key_ok
-from medvlab.services import Lab
+from medvlab.services import Lab, training
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ def create_app(
             yield
         finally:
             stop.set()
+            training.stop_running(lab)  # a training job the lab started does not outlive it
             if on_shutdown is not None:  # e.g. stop a managed engine
                 on_shutdown()
             if own_scratch:

@@ -17,9 +17,13 @@ logger = logging.getLogger(__name__)
 
 
 def allowed_adapter(settings: Settings, path: str) -> str:
-    """``path`` resolved, if it is a configured adapter or lies under ``MEDVLAB_ALLOWED_PATHS``."""
+    """``path`` resolved, if it is a configured adapter or lies under ``MEDVLAB_ALLOWED_PATHS`` or the lab's
+    own training runs (``<data_dir>/runs``)."""
+    from medvlab.services.training import runs_folder
+
     target = Path(path).expanduser().resolve()
     allowed = [Path(r).expanduser().resolve() for r in settings.allowed_paths]
+    allowed.append(runs_folder(settings).resolve())  # the lab's own training jobs (Train tab)
     configured = {Path(p).resolve() for p in [settings.adapter, *settings.loras.values()] if p}
     if target not in configured and not any(target.is_relative_to(r) for r in allowed):
         raise InputRefusedError(

@@ -1,6 +1,7 @@
 """The web UI (Gradio Blocks): upload, slice viewer with windows, streaming chat, Chinese/English labels.
 
-This module only lays the page out — header, two columns, the knowledge base, the footer — and calls each
+This module only lays the page out — header, tabs (Lab: viewer and chat in two columns; Knowledge base;
+PACS; Train), the footer — and calls each
 panel's ``build`` and ``wire`` (:mod:`medvlab.ui.panels`). Every action calls :class:`medvlab.services.Lab`
 from a handler in its panel's module; texts and the language switch live in :mod:`medvlab.ui.i18n`.
 """
@@ -20,6 +21,7 @@ from medvlab.ui import api
 from medvlab.ui.i18n import LANGS, TEXT, Texts
 from medvlab.ui.panels import chat, feedback, header, knowledge, options, segmentation, viewer
 from medvlab.ui.panels import pacs as pacs_panel
+from medvlab.ui.panels import train as train_panel
 from medvlab.ui.panels.feedback import RATINGS
 from medvlab.ui.panels.header import model_status
 from medvlab.ui.panels.viewer import display
@@ -63,6 +65,7 @@ class Page:
     knowledge: knowledge.Knowledge
     states: States
     pacs: pacs_panel.PacsPanel | None = None
+    train: train_panel.TrainPanel | None = None
 
 
 def build_page(lab: Lab) -> Page:
@@ -70,16 +73,18 @@ def build_page(lab: Lab) -> Page:
     with gr.Blocks(title="medvlab", analytics_enabled=False) as demo:
         with gr.Row():
             top = header.build(lab, texts)
-        with gr.Row():
-            with gr.Column(scale=1):
-                view = viewer.build(texts)
-                seg = segmentation.build(texts)
-            with gr.Column(scale=1):
-                talk = chat.build(texts)
-                rate = feedback.build(texts)
-                opts = options.build(lab.settings, texts)
-        kb = knowledge.build(texts)
-        remote = pacs_panel.build(lab, texts)
+        with gr.Tabs(elem_id="tabs") as tabs:
+            with texts.add(gr.Tab, {"label": "tab_lab"}, id=pacs_panel.LAB_TAB, elem_id="lab"), gr.Row():
+                with gr.Column(scale=1):
+                    view = viewer.build(texts)
+                    seg = segmentation.build(texts)
+                with gr.Column(scale=1):
+                    talk = chat.build(texts)
+                    rate = feedback.build(texts)
+                    opts = options.build(lab.settings, texts)
+            kb = knowledge.build(texts)  # each of these is a tab
+            remote = pacs_panel.build(lab, texts)
+            trainer = train_panel.build(lab, texts)
         header.build_footer(texts)
         states = build_states()
 
@@ -88,11 +93,12 @@ def build_page(lab: Lab) -> Page:
         chat.wire(lab, talk, view, seg, opts, top.lang, states)
         feedback.wire(lab, rate, view, opts, top.lang, states)
         knowledge.wire(lab, kb, top.lang)
-        pacs_panel.wire(lab, remote, view, top.lang, states)
+        pacs_panel.wire(lab, remote, view, top.lang, states, tabs)
+        train_panel.wire(lab, trainer, top.lang, demo)
         texts.wire(top.lang)
         api.wire(lab)
         header.wire(lab, demo, top)
-    return Page(demo, texts, top, view, seg, talk, rate, opts, kb, states, pacs=remote)
+    return Page(demo, texts, top, view, seg, talk, rate, opts, kb, states, pacs=remote, train=trainer)
 
 
 def build_ui(lab: Lab) -> gr.Blocks:

@@ -1,8 +1,7 @@
 """The API routes, one module per resource; ``ROUTERS`` is what the app includes, in order."""
 
-from medvlab.server.routes import adapters, analyze, chat, explain, feedback, kb, reports, segment
+from medvlab.server.routes import adapters, analyze, chat, explain, feedback, kb, reports, segment, training
 from medvlab.server.routes import pacs as pacs_routes
-from medvlab.server.routes import training
 
 ROUTERS = [
     chat.router,

@@ -22,7 +22,7 @@ COLUMNS = ["kb_col_id", "kb_col_title", "kb_col_source", "kb_col_language", "kb_
 
 @dataclass(frozen=True)
 class Knowledge:
-    accordion: gr.Accordion
+    tab: gr.Tab
     query: gr.Textbox
     search: gr.Button
     results: gr.Markdown
@@ -41,7 +41,7 @@ class Knowledge:
 
 
 def build(texts: Texts) -> Knowledge:
-    with texts.add(gr.Accordion, {"label": "kb"}, open=False, elem_id="kb") as accordion:
+    with texts.add(gr.Tab, {"label": "kb"}, elem_id="kb") as tab:
         with gr.Row():
             query = texts.add(gr.Textbox, {"label": "kb_query"}, scale=4, elem_id="kb-query")
             search = texts.add(gr.Button, {"value": "kb_search"}, scale=1, elem_id="kb-search")
@@ -71,7 +71,7 @@ def build(texts: Texts) -> Knowledge:
             confirm = texts.add(gr.Checkbox, {"label": "kb_confirm_clear"}, value=False, elem_id="kb-confirm")
             clear = texts.add(gr.Button, {"value": "kb_clear"}, variant="stop", elem_id="kb-clear")
     return Knowledge(
-        accordion, query, search, results, files, status, table, filter_, page, prev, next_, page_info,
+        tab, query, search, results, files, status, table, filter_, page, prev, next_, page_info,
         remove_id, remove, confirm, clear,
     )  # fmt: skip
 
@@ -150,7 +150,7 @@ def wire(lab: Lab, kb: Knowledge, lang: gr.Radio | None = None) -> None:
     page_inputs = [kb.page, kb.filter, *language]
     page_outputs = [kb.table, kb.page, kb.page_info]
     show = partial(listing, lab)
-    kb.accordion.expand(show, page_inputs, page_outputs, **private)
+    kb.tab.select(show, page_inputs, page_outputs, **private)
     kb.page.submit(show, page_inputs, page_outputs, **private)
     kb.filter.submit(lambda c, lg: listing(lab, 1, c, lg), [kb.filter, *language], page_outputs, **private)
     kb.prev.click(partial(turn, lab, -1), page_inputs, page_outputs, **private)

@@ -1,4 +1,4 @@
-"""The PACS panel (a closed accordion): search a configured PACS, pick a series, open it in the viewer, and
+"""The PACS tab: search a configured PACS, pick a series, open it in the viewer, and
 send results back into its study (DICOM SEG + SR, or the PDF report + SR); import prior reports into the
 knowledge base. Every action calls :mod:`medvlab.services.pacs`.
 
@@ -34,9 +34,13 @@ STUDY_COLUMNS = (
 SERIES_COLUMNS = ("pacs_series_uid", "pacs_modality", "pacs_number", "pacs_instances", "pacs_description")
 
 
+LAB_TAB = "lab"
+"""The id of the page's Lab tab (viewer and chat)."""
+
+
 @dataclass(frozen=True)
 class PacsPanel:
-    accordion: gr.Accordion
+    tab: gr.Tab
     name: gr.Dropdown
     patient: gr.Textbox
     accession: gr.Textbox
@@ -60,7 +64,7 @@ def build(lab: Lab, texts: Texts) -> PacsPanel:
         names = [row["name"] for row in pacs_service.listing(lab.settings)]
     except MedvlabError:  # a bad MEDVLAB_PACS is reported when the panel is used, not at start-up
         names = []
-    with texts.add(gr.Accordion, {"label": "pacs"}, open=False) as accordion:
+    with texts.add(gr.Tab, {"label": "pacs"}, elem_id="pacs") as tab:
         with gr.Row():
             name = texts.add(
                 gr.Dropdown,
@@ -105,7 +109,7 @@ def build(lab: Lab, texts: Texts) -> PacsPanel:
         question = texts.add(gr.Textbox, {"label": "pacs_question"}, elem_id="pacs-question")
         status = gr.Markdown(elem_id="pacs-status")
     return PacsPanel(
-        accordion,
+        tab,
         name,
         patient,
         accession,
@@ -234,7 +238,9 @@ def import_reports(lab: Lab, name: str | None, patient: str, date: str, lang_lab
     return t["pacs_imported"].format(n=result["reports"], total=result["total"])
 
 
-def wire(lab: Lab, panel: PacsPanel, viewer: Viewer, lang: gr.Radio, states: States) -> None:
+def wire(
+    lab: Lab, panel: PacsPanel, viewer: Viewer, lang: gr.Radio, states: States, tabs: gr.Tabs | None = None
+) -> None:
     private: dict[str, Any] = {"api_visibility": "private"}
     form = [panel.name, panel.patient, panel.accession, panel.date, panel.modality]
     panel.search.click(partial(search, lab), form, panel.studies, **private)
@@ -248,9 +254,11 @@ def wire(lab: Lab, panel: PacsPanel, viewer: Viewer, lang: gr.Radio, states: Sta
     panel.series_table.select(pick_series, panel.series_table, panel.series, **private)
     target = [panel.name, panel.study, panel.series]
     # the viewer's own upload handler takes it from here
-    panel.open.click(
+    opened = panel.open.click(
         partial(open_series, lab), [*target, lang], [viewer.files, panel.status, states.seg], **private
     )
+    if tabs is not None:  # show the viewer (the Lab tab) the series opens in
+        opened.success(lambda: gr.Tabs(selected=LAB_TAB), None, tabs, **private)
     panel.segment.click(partial(segment, lab), [*target, lang], panel.status, **private)
     panel.report.click(partial(report, lab), [*target, panel.question, lang], panel.status, **private)
     panel.import_kb.click(
