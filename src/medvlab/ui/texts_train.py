@@ -52,7 +52,7 @@ LABELS = {
 
 
 def _docs() -> dict[str, str]:
-    from medvlab.cli.dataclass_options import field_docs, help_line
+    from medvlab.fielddocs import field_docs, help_line
 
     docs: dict[str, str] = {}
     for cls in (GrpoTrainConfig, DPOTrainConfig, SFTTrainConfig):  # SFT's wording wins where shared
