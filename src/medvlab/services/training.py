@@ -38,6 +38,7 @@ from medvlab.errors import (
     RequestError,
 )
 from medvlab.train.config import DPOTrainConfig, SFTTrainConfig, TrainConfig
+from medvlab.train.data import read_jsonl
 from medvlab.train.grpo_config import GrpoTrainConfig
 from medvlab.train.jobs import Job, train_command
 
@@ -161,24 +162,8 @@ def stage_data(lab: Lab, source: Path, target: Path, uploaded: bool) -> int:
     """Copy the JSONL records at ``source`` to ``target`` with absolute, allowed image paths; -> records."""
     roots = [Path(r).expanduser().resolve() for r in lab.settings.allowed_paths]
     roots.append(data_folder(lab).resolve())
-    try:
-        lines = source.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(
-            f"The data file '{source.name}' cannot be read ({exc}).", "Send a UTF-8 JSONL file."
-        ) from exc
     out = []
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                f"{source.name} line {n}: not JSON ({exc.msg}).", "One JSON object per line."
-            ) from exc
-        if not isinstance(rec, dict):
-            raise DataError(f"{source.name} line {n}: not a JSON object.", "One JSON object per line.")
+    for n, rec in read_jsonl(source):
         for key in ("images", "image"):
             if key in rec:
                 names = [rec[key]] if isinstance(rec[key], str) else list(rec[key] or [])

@@ -58,8 +58,14 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, record) pairs; blank lines skipped; a bad line is named."""
     if not path.exists():
         raise DataError(f"The data file '{path}' does not exist.", "Check the --data path.")
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(
+            f"The data file '{path.name}' cannot be read ({exc}).", "Use a UTF-8 JSONL file."
+        ) from exc
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
