@@ -7,8 +7,9 @@ OpenAI-compatible servers learn to stop generating. Structured answers use ``res
 and are validated again by the lab. MedGemma's thinking span is removed from the text if the engine passes it
 through. Engine errors become the lab's own errors with the fix.
 
-Written over httpx rather than the ``openai`` client: the lab needs the raw stream closed from another thread
-on cancel, per-phase timeouts and the engine's error bodies, and httpx is already a dependency.
+Written over plain HTTP clients rather than the ``openai`` client: the lab needs the raw stream ended from
+another thread on cancel, per-phase timeouts and the engine's error bodies. The answer streams are read over
+urllib3 (:mod:`medvlab.vlm.event_stream`: every relayed token passes there), the control calls over httpx.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import urllib3
 
 from medvlab.config import GenerationOptions
 from medvlab.errors import (
@@ -39,6 +41,8 @@ from medvlab.errors import (
     RequestError,
 )
 from medvlab.vlm.backend import Capabilities
+from medvlab.vlm.event_stream import EventStreams, data_lines
+from medvlab.vlm.event_stream import stop as stop_stream
 from medvlab.vlm.generation import THINK_END, THINK_START, StopEvent, StreamStats
 from medvlab.vlm.lora import EngineAdapters, check_name
 from medvlab.vlm.prompting import DISCLAIMERS, strip_disclaimer
@@ -161,6 +165,7 @@ class OpenAIBackend:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
         self.client = httpx.Client(base_url=self.url, headers=headers, timeout=self.timeout)
+        self.streams = EventStreams(self.url, headers, connect_timeout_s, read_timeout_s)
         self._running = 0
         self._lock = threading.Lock()
         self.loras = EngineAdapters(self.client, self.url, flavor)
@@ -256,20 +261,25 @@ class OpenAIBackend:
         yield the answer's text."""
         stats = stats if stats is not None else StreamStats()
         stop = StopEvent(cancel)
-        request = self.client.build_request("POST", "/chat/completions", json=self.body(messages, options))
         try:
-            response = self.client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise self._slow(exc) from exc
-        except httpx.HTTPError as exc:
+            response = self.streams.post("/chat/completions", self.body(messages, options))
+        except urllib3.exceptions.NewConnectionError as exc:  # a subclass of the connect timeout
             raise self._down(exc) from exc
-        if response.status_code != 200:
-            response.read()
+        except urllib3.exceptions.TimeoutError as exc:
+            raise self._slow(exc) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise self._down(exc) from exc
+        if response.status != 200:
+            content = response.read()
             response.close()
-            raise self._refused(response)
+            raise self._refused(
+                httpx.Response(response.status, headers=dict(response.headers), content=content)
+            )
         return self._pieces(response, stats, stop)
 
-    def _pieces(self, response: httpx.Response, stats: StreamStats, stop: StopEvent) -> Iterator[str]:
+    def _pieces(
+        self, response: urllib3.BaseHTTPResponse, stats: StreamStats, stop: StopEvent
+    ) -> Iterator[str]:
         with self._lock:
             self._running += 1
         done = threading.Event()
@@ -277,18 +287,19 @@ class OpenAIBackend:
         def watch() -> None:  # closing the connection is how the engine learns to stop generating
             while not done.wait(0.05):
                 if stop.is_set():
-                    response.close()
+                    stop_stream(response)
                     return
 
         threading.Thread(target=watch, name="medvlab-remote-cancel", daemon=True).start()
         started = time.perf_counter()
         thinking = ThinkingText()
         tail = DisclaimerTail()
+        finished = False
         try:
-            for line in response.iter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
+            for line in data_lines(response):
+                if line == "[DONE]" or not line:
                     continue
-                chunk = json.loads(line[6:])
+                chunk = json.loads(line)
                 if "error" in chunk:
                     raise GenerationError(
                         f"The engine at {self.url} failed mid-answer: {chunk['error'].get('message')}",
@@ -303,12 +314,13 @@ class OpenAIBackend:
                     text = tail.feed(thinking.feed((choice.get("delta") or {}).get("content") or ""))
                     if text:
                         yield text
+            finished = not stop.is_set()
             rest = tail.feed(thinking.flush()) + tail.flush()
             if rest:
                 yield rest
-        except httpx.TimeoutException as exc:
+        except urllib3.exceptions.TimeoutError as exc:
             raise self._slow(exc) from exc
-        except (httpx.HTTPError, httpx.StreamError, json.JSONDecodeError) as exc:
+        except (urllib3.exceptions.HTTPError, OSError, json.JSONDecodeError) as exc:
             if not stop.is_set():  # a cancelled stream ends quietly
                 raise GenerationError(
                     f"The stream from the engine at {self.url} broke: {exc}", "Retry; see the engine's log."
@@ -316,7 +328,10 @@ class OpenAIBackend:
         finally:
             done.set()
             stop.set()
-            response.close()
+            if finished:
+                response.release_conn()  # read to the end: the connection serves the next answer
+            else:
+                response.close()  # closes the connection, which stops the engine's generation
             stats.seconds = time.perf_counter() - started
             with self._lock:
                 self._running -= 1
