@@ -12,6 +12,7 @@ import json
 import logging
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from medvlab.config import TINY_MODEL, default_cache_dir
 
@@ -92,14 +93,97 @@ def train_tokenizer(vocab_size: int = 768) -> tuple[dict[str, int], list[tuple[s
     return {str(k): int(v) for k, v in model["vocab"].items()}, merges
 
 
-def build_tiny_model(out_dir: str | Path, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Path:
+MEDGEMMA_4B: dict[str, Any] = {
+    "text_config": {
+        "vocab_size": 262208,
+        "hidden_size": 2560,
+        "intermediate_size": 10240,
+        "num_hidden_layers": 34,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 4,
+        "head_dim": 256,
+        "query_pre_attn_scalar": 256,
+        "sliding_window": 1024,
+        "max_position_embeddings": 131072,
+    },
+    "vision_config": {
+        "hidden_size": 1152,
+        "intermediate_size": 4304,
+        "num_hidden_layers": 27,
+        "num_attention_heads": 16,
+        "image_size": 896,
+        "patch_size": 14,
+        "vision_use_head": False,
+    },
+    "mm_tokens_per_image": 256,
+}
+"""MedGemma-4B's published architecture (``google/medgemma-4b-it``'s config.json: Gemma 3 4B with a SigLIP
+tower, 896-pixel images as 256 tokens). ``build_tiny_model(shape=MEDGEMMA_4B)`` gives a model of its size
+and shapes with random weights (the vocabulary rows past the small tokenizer are never used), for speed and
+memory measurements without downloading weights."""
+
+
+def gemma3_config(
+    ids: dict[str, int],
+    vocab_size: int,
+    hidden_size: int = 64,
+    layers: int = 2,
+    shape: dict[str, Any] | None = None,
+) -> Any:
+    """The Gemma3Config of a tiny model (or of ``shape``) around the tokenizer's special-token ``ids``."""
+    from transformers import Gemma3Config
+
+    text_config: dict[str, Any] = {
+        "vocab_size": vocab_size,
+        "hidden_size": hidden_size,
+        "intermediate_size": 2 * hidden_size,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 1,
+        "head_dim": 16,
+        "sliding_window": 64,
+        "max_position_embeddings": 4096,
+        "pad_token_id": ids["<pad>"],
+        "bos_token_id": ids["<bos>"],
+        "eos_token_id": [ids["<eos>"], ids["<end_of_turn>"]],
+    }
+    vision_config: dict[str, Any] = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": IMAGE_SIZE,
+        "patch_size": PATCH_SIZE,
+        "vision_use_head": False,
+    }
+    if shape:
+        text_config.update(shape["text_config"])
+        vision_config.update(shape["vision_config"])
+    return Gemma3Config(
+        text_config=text_config,
+        vision_config=vision_config,
+        mm_tokens_per_image=int(shape["mm_tokens_per_image"]) if shape else TOKENS_PER_IMAGE,
+        boi_token_index=ids["<start_of_image>"],
+        eoi_token_index=ids["<end_of_image>"],
+        image_token_index=ids["<image_soft_token>"],
+    )
+
+
+def build_tiny_model(
+    out_dir: str | Path,
+    seed: int = 0,
+    hidden_size: int = 64,
+    layers: int = 2,
+    shape: dict[str, Any] | None = None,
+) -> Path:
     """Write a tiny random Gemma3ForConditionalGeneration and its Gemma3Processor to ``out_dir``.
 
-    ``hidden_size`` / ``layers`` size the language model (benchmarks use a wider one).
+    ``hidden_size`` / ``layers`` size the language model (benchmarks use a wider one); ``shape`` (e.g.
+    :data:`MEDGEMMA_4B`) replaces the whole architecture, built on a GPU when there is one and saved in
+    bfloat16.
     """
     import torch
     from transformers import (
-        Gemma3Config,
         Gemma3ForConditionalGeneration,
         Gemma3ImageProcessorPil,
         Gemma3Processor,
@@ -108,6 +192,8 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, hidden_size: int = 64, 
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    image_size = int(shape["vision_config"]["image_size"]) if shape else IMAGE_SIZE
+    image_tokens = int(shape["mm_tokens_per_image"]) if shape else TOKENS_PER_IMAGE
     vocab, merges = train_tokenizer()
     tokenizer = GemmaTokenizer(
         vocab=vocab,
@@ -126,7 +212,7 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, hidden_size: int = 64, 
     tokenizer.chat_template = chat_template()
     # The PIL flavour: the default one needs torchvision, which medvlab does not depend on.
     image_processor = Gemma3ImageProcessorPil(
-        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        size={"height": image_size, "width": image_size},
         image_mean=[0.5, 0.5, 0.5],
         image_std=[0.5, 0.5, 0.5],
         do_pan_and_scan=False,
@@ -135,41 +221,17 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0, hidden_size: int = 64, 
         image_processor=image_processor,
         tokenizer=tokenizer,
         chat_template=chat_template(),
-        image_seq_length=TOKENS_PER_IMAGE,
+        image_seq_length=image_tokens,
     )
 
     ids = {t: int(tokenizer.convert_tokens_to_ids(t)) for t in SPECIAL_TOKENS}  # type: ignore[arg-type]
-    config = Gemma3Config(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "hidden_size": hidden_size,
-            "intermediate_size": 2 * hidden_size,
-            "num_hidden_layers": layers,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 1,
-            "head_dim": 16,
-            "sliding_window": 64,
-            "max_position_embeddings": 4096,
-            "pad_token_id": ids["<pad>"],
-            "bos_token_id": ids["<bos>"],
-            "eos_token_id": [ids["<eos>"], ids["<end_of_turn>"]],
-        },
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": IMAGE_SIZE,
-            "patch_size": PATCH_SIZE,
-            "vision_use_head": False,
-        },
-        mm_tokens_per_image=TOKENS_PER_IMAGE,
-        boi_token_index=ids["<start_of_image>"],
-        eoi_token_index=ids["<end_of_image>"],
-        image_token_index=ids["<image_soft_token>"],
-    )
+    config = gemma3_config(ids, len(tokenizer), hidden_size, layers, shape)
     torch.manual_seed(seed)
-    model = Gemma3ForConditionalGeneration(config).eval()
+    device = "cuda" if shape and torch.cuda.is_available() else "cpu"  # 4B random weights: seconds on a GPU
+    with torch.device(device):
+        model = Gemma3ForConditionalGeneration(config).eval()
+    if shape:
+        model = model.to(torch.bfloat16)
     # transformers initialises the multimodal projection to zeros, which would make the random model blind
     # (no image signal reaches the text, no gradient reaches the vision tower): give it small random weights.
     with torch.no_grad():
