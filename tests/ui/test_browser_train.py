@@ -14,6 +14,7 @@ from medvlab.config import Settings
 from medvlab.server.app import create_app
 from medvlab.services import Lab
 from medvlab.ui.i18n import TEXT
+from medvlab.ui.panels.train import CURVE_COLORS
 from tests.helpers import serve_in_thread
 from tests.ui.test_browser import ARTIFACTS, CHROMIUM, launch
 
@@ -65,6 +66,10 @@ def test_train_tab_runs_a_job_to_the_end(train_server: str, train_dir: Path, tmp
         status = page.inner_text("#train-status")
         assert "step 2 of 2" in status, status
         assert page.locator("#train-log textarea").input_value().strip()
+        strokes = page.eval_on_selector_all(
+            "#train-plot svg path", "els => els.map(e => e.getAttribute('stroke'))"
+        )
+        assert CURVE_COLORS["loss"] in strokes  # the live plot drew the training loss
         vqa = tmp_path / "vqa.jsonl"
         vqa.write_text(
             json.dumps({"image": str(train_dir / "cxr.dcm"), "question": "Pneumothorax?", "answer": "no"})
@@ -94,6 +99,7 @@ def test_train_tab_runs_a_job_to_the_end(train_server: str, train_dir: Path, tmp
             "t => document.querySelector('#train-status').innerText.includes(t)", arg=zh["train_finished"]
         )
         assert "第 2 步，共 2 步" in page.inner_text("#train-status")
+        assert zh["train_loss"] in page.inner_text("#train-plot")
         assert zh["train_loaded"][:6] in page.inner_text("#train-loaded")
         body = page.inner_text("body")
         for key in ("tab_train", "tab_lab", "train_stop", "train_feedback", "train_f_max_steps", "train_log"):

@@ -44,3 +44,18 @@ def test_status_line_in_both_languages(tmp_path: Path) -> None:
     st = {"state": "failed", "id": "j1", "kind": "dpo", "steps_done": 3, "max_steps": 10, "exit_code": 2}
     assert train.status_line(lab, "zh", st) == "**失败** · 任务 `j1`（DPO）· 第 3 步，共 10 步 · exit 2"
     assert train.adapter_line(lab, "en") == ""
+
+
+def test_the_live_plot_shows_training_and_validation_loss() -> None:
+    metrics = [
+        {"step": 1, "loss": 2.5},
+        {"step": 2, "loss": 2.0, "learning_rate": 1e-4},
+        {"step": 2, "eval_loss": 2.25},
+        {"train_runtime": 3.0},  # the summary row has no step: left out
+    ]
+    frame = train.loss_frame(metrics)
+    assert frame.values.tolist() == [[1, 2.5, "loss"], [2, 2.0, "loss"], [2, 2.25, "eval_loss"]]
+    early = train.loss_frame(metrics[:2])  # no validation yet: an empty row keeps its colour in the plot
+    assert early["curve"].tolist() == ["loss", "loss", "eval_loss"] and early["loss"].isna().tolist()[-1]
+    assert set(train.loss_frame([])["curve"]) == set(train.CURVE_COLORS)
+    assert "蓝" in TEXT["zh"]["train_loss"] and "blue" in TEXT["en"]["train_loss"]

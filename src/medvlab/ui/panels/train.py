@@ -106,8 +106,12 @@ def build(lab: Lab, texts: Texts) -> TrainPanel:
         status = texts.computed(gr.Markdown(status_line(lab, texts.language), elem_id="train-status"),
                                 partial(status_line, lab))  # fmt: skip
         with gr.Row():
-            plot = texts.add(gr.LinePlot, {"label": "train_loss"}, x="step", y="loss", elem_id="train-plot",
-                             value=pd.DataFrame({"step": [], "loss": []}))  # fmt: skip
+            # The series go by colour and the label names them: Gradio 6 keeps a plot legend's first entries
+            # (a language switch or a validation curve appearing later would not show in it).
+            titles = {"label": "train_loss", "x_title": "train_step", "y_title": "train_loss_axis"}
+            plot = texts.add(gr.LinePlot, titles, x="step", y="loss", color="curve", color_map=CURVE_COLORS,
+                             colors_in_legend=[], tooltip=["step", "loss"], y_axis_format="~g",
+                             elem_id="train-plot", value=loss_frame([]))  # fmt: skip
             curves = texts.add(gr.Image, {"label": "train_curves"}, type="pil", interactive=False,
                                elem_id="train-curves")  # fmt: skip
         log = texts.add(gr.Textbox, {"label": "train_log"}, lines=10, max_lines=10, interactive=False,
@@ -162,14 +166,33 @@ def adapter_line(lab: Lab, language: str) -> str:
     return TEXT[language]["train_loaded"].format(path=active) if inside else ""
 
 
+CURVE_COLORS = {"loss": "#1f77b4", "eval_loss": "#ff7f0e"}
+"""The live plot's series (metrics.jsonl's names) and their colours, which the plot's label names."""
+
+
+def loss_frame(metrics: list[dict[str, Any]]) -> pd.DataFrame:
+    """The live plot's rows: the training loss and, when the run evaluates, the validation loss, by step.
+    A series with no value yet has one empty row, so the plot's colours hold from its first drawing."""
+    rows = [
+        {"step": r["step"], "loss": float(r[curve]), "curve": curve}
+        for curve in CURVE_COLORS
+        for r in metrics
+        if curve in r and "step" in r
+    ]
+    first = min((r["step"] for r in rows), default=0)
+    rows += [
+        {"step": first, "loss": None, "curve": c} for c in CURVE_COLORS if all(r["curve"] != c for r in rows)
+    ]
+    return pd.DataFrame(rows, columns=["step", "loss", "curve"])
+
+
 def refresh(lab: Lab, lang_label: str) -> tuple[Any, ...]:
     """-> (status line, loss plot, curves picture, log tail, timer): what the timer shows every 2 s."""
     st = training.status(lab)
     line = status_line(lab, language_of(lang_label), st)
     if st["state"] == "none":
         return line, gr.skip(), gr.skip(), "", gr.Timer(active=False)
-    rows = [{"step": r["step"], "loss": float(r["loss"])} for r in st["metrics"] if "loss" in r]
-    plot = pd.DataFrame(rows or {"step": [], "loss": []})
+    plot = loss_frame(st["metrics"])
     curves = Image.open(st["curves"]).convert("RGB") if st["curves"] else None
     return line, plot, curves, st["log_tail"], gr.Timer(active=st["state"] == "running")
 
