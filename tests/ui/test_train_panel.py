@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from medvlab.config import Settings
 from medvlab.services import Lab
 from medvlab.ui.i18n import TEXT
@@ -59,3 +61,23 @@ def test_the_live_plot_shows_training_and_validation_loss() -> None:
     assert early["curve"].tolist() == ["loss", "loss", "eval_loss"] and early["loss"].isna().tolist()[-1]
     assert set(train.loss_frame([])["curve"]) == set(train.CURVE_COLORS)
     assert "蓝" in TEXT["zh"]["train_loss"] and "blue" in TEXT["en"]["train_loss"]
+
+
+def test_the_curves_picture_is_drawn_in_the_pages_language(recwarn: pytest.WarningsRecorder) -> None:
+    from medvlab.reports.pdf import cjk_font_files
+    from medvlab.train.metrics import curves_figure
+
+    metrics = [
+        {"step": 1, "loss": 2.5, "rewards/terms/mean": 0.2},
+        {"step": 2, "loss": 2.0, "eval_loss": 2.2, "rewards/terms/mean": 0.4},
+    ]
+    zh = train.curves_image(metrics, "zh")
+    en = train.curves_image(metrics, "en")
+    assert zh is not None and en is not None and zh.size == en.size and zh.size[0] > 3 * zh.size[1]
+    assert not [w for w in recwarn if "missing from" in str(w.message)]  # no tofu boxes for 训练损失
+    fonts = cjk_font_files()
+    fig = curves_figure(metrics, ("loss", "eval_loss", "rewards/terms/mean"),
+                        {"loss": "训练损失"}, "步数", fonts[0] if fonts else None)  # fmt: skip
+    assert [ax.get_title() for ax in fig.axes] == ["训练损失", "eval_loss", "rewards/terms/mean"]
+    assert fig.axes[0].get_xlabel() == "步数"
+    assert train.curves_image([{"step": 1, "learning_rate": 1e-4}], "en") is None

@@ -32,6 +32,12 @@ CJK_FONT_FILES = (
     "/Library/Fonts/Arial Unicode.ttf",
 )
 
+
+def cjk_font_files() -> list[str]:
+    """The CJK font files on this machine, ``MEDVLAB_CJK_FONT`` first (also used for Chinese plot titles)."""
+    return [p for p in (os.environ.get("MEDVLAB_CJK_FONT", ""), *CJK_FONT_FILES) if p and Path(p).exists()]
+
+
 LABELS = {
     "en": {
         "title": "medvlab research report",
@@ -124,9 +130,8 @@ def _font() -> str:
 
     if "MedvlabCJK" in pdfmetrics.getRegisteredFontNames():
         return "MedvlabCJK"
-    candidates = [os.environ.get("MEDVLAB_CJK_FONT", ""), *CJK_FONT_FILES]
-    for path in candidates:
-        if path and Path(path).exists():
+    for path in cjk_font_files():
+        if path:
             try:
                 pdfmetrics.registerFont(TTFont("MedvlabCJK", path, subfontIndex=0))
                 return "MedvlabCJK"

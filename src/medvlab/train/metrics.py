@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,15 +69,37 @@ def write_csv_and_plot(folder: Path) -> Path | None:
 
 
 def plot_curves(rows: list[dict[str, Any]], path: Path, curves: tuple[str, ...] = CURVES) -> Path | None:
+    """``training_curves.png``: one panel per metric of ``curves`` that has values, titled by its name."""
+    import matplotlib.pyplot as plt
+
+    fig = curves_figure(rows, curves)
+    if fig is None:
+        return None
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def curves_figure(
+    rows: list[dict[str, Any]],
+    curves: tuple[str, ...] = CURVES,
+    titles: Mapping[str, str] | None = None,
+    x_label: str = "step",
+    font_file: str | None = None,
+) -> Any:
+    """The curves as a matplotlib figure (None without values): panel titles from ``titles`` (the metric's
+    name otherwise), drawn with ``font_file`` when given (a CJK font for Chinese titles)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.font_manager import FontProperties
 
-    series = {k: [(r["step"], float(r[k])) for r in rows if k in r] for k in curves}
+    series = {k: [(r["step"], float(r[k])) for r in rows if k in r and "step" in r] for k in curves}
     series = {k: v for k, v in series.items() if v}
     if not series:
         return None
+    font = FontProperties(fname=font_file) if font_file else None
     cols = min(len(series), 4)
     rows_n = -(-len(series) // cols)
     fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.2 * rows_n), squeeze=False)
@@ -85,10 +108,8 @@ def plot_curves(rows: list[dict[str, Any]], path: Path, curves: tuple[str, ...] 
     for ax, (name, points) in zip(axes.flat, series.items(), strict=False):
         steps, values = zip(*points, strict=True)
         ax.plot(steps, values, marker="o" if len(points) < 30 else None, linewidth=1.5)
-        ax.set_title(name)
-        ax.set_xlabel("step")
+        ax.set_title((titles or {}).get(name, name), fontproperties=font)
+        ax.set_xlabel(x_label, fontproperties=font)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig

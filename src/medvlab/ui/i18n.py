@@ -51,7 +51,7 @@ class Texts:
         self.language = language
         """The language components are created in."""
         self.keyed: dict[Block, Props] = {}
-        self.dynamic: dict[Block, Callable[[str], str]] = {}
+        self.dynamic: dict[Block, Callable[[str], Any]] = {}
 
     def add(self, cls: Callable[..., B], props: Props, **kwargs: Any) -> B:
         """``cls(**kwargs)`` with its text properties filled in from ``props``, registered for relabelling."""
@@ -62,8 +62,8 @@ class Texts:
         self.keyed[block] = dict(props)
         return block
 
-    def computed(self, block: B, value: Callable[[str], str]) -> B:
-        """A component whose value is computed for a language (e.g. the model status line)."""
+    def computed(self, block: B, value: Callable[[str], Any]) -> B:
+        """A component whose value is computed for a language (the model status line, a picture)."""
         self.dynamic[block] = value
         return block
 
@@ -88,7 +88,8 @@ class Texts:
             if b in self.tables:
                 props["value"] = {"headers": props["headers"], "data": table_rows(current.get(b))}
             out[b] = gr.update(**props)
-        out.update({b: gr.update(value=value(language)) for b, value in self.dynamic.items()})
+        for b, value in self.dynamic.items():  # a block may have both: translated properties and a value
+            out[b] = {**out.get(b, {}), **gr.update(value=value(language))}
         return out
 
     def relabel(self, lang_label: str, *rows: Any) -> dict[Block, Any]:

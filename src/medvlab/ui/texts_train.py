@@ -142,3 +142,34 @@ TRAIN_TEXT: dict[str, dict[str, str]] = {
         **{f"train_i_{k}": v[2] for k, v in LABELS.items()},
     },
 }
+
+
+CURVE_TITLES = {
+    "en": {
+        "loss": "training loss",
+        "eval_loss": "validation loss",
+        "rewards/accuracies": "reward accuracy",
+        "rewards/margins": "reward margin",
+        "eval_rewards/accuracies": "validation reward accuracy",
+        "eval_closed_accuracy": "validation: closed-question accuracy",
+        "eval_open_f1": "validation: open-question F1",
+        "reward": "reward",
+        "kl": "KL divergence",
+        "eval_reward": "validation reward",
+        "reward_one": "reward: {name}",
+    },
+    "zh": {
+        "loss": "训练损失",
+        "eval_loss": "验证损失",
+        "rewards/accuracies": "奖励准确率",
+        "rewards/margins": "奖励间隔",
+        "eval_rewards/accuracies": "验证奖励准确率",
+        "eval_closed_accuracy": "验证：封闭题准确率",
+        "eval_open_f1": "验证：开放题 F1",
+        "reward": "奖励",
+        "kl": "KL 散度",
+        "eval_reward": "验证奖励",
+        "reward_one": "奖励：{name}",
+    },
+}
+"""Titles of the training-curve panels the page draws (``training_curves.png`` keeps the metric names)."""

@@ -25,7 +25,7 @@ from PIL import Image
 from medvlab.services import Lab, training
 from medvlab.ui.i18n import TEXT, Texts, language_of, texts_of
 from medvlab.ui.state import shown_errors
-from medvlab.ui.texts_train import FORM
+from medvlab.ui.texts_train import CURVE_TITLES, FORM
 from medvlab.ui.uploads import checked_paths, forget
 
 KINDS = {"SFT": "sft", "DPO": "dpo", "GRPO": "grpo"}
@@ -114,6 +114,7 @@ def build(lab: Lab, texts: Texts) -> TrainPanel:
                              elem_id="train-plot", value=loss_frame([]))  # fmt: skip
             curves = texts.add(gr.Image, {"label": "train_curves"}, type="pil", interactive=False,
                                elem_id="train-curves")  # fmt: skip
+            texts.computed(curves, partial(curves_now, lab))
         log = texts.add(gr.Textbox, {"label": "train_log"}, lines=10, max_lines=10, interactive=False,
                         elem_id="train-log")  # fmt: skip
         timer = gr.Timer(POLL_S, active=False)
@@ -186,6 +187,36 @@ def loss_frame(metrics: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["step", "loss", "curve"])
 
 
+def curves_image(metrics: list[dict[str, Any]], language: str) -> Image.Image | None:
+    """The run's curves drawn with titles in ``language`` (its ``training_curves.png`` keeps the metric
+    names); None before the first values."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from medvlab.reports.pdf import cjk_font_files
+    from medvlab.train.metrics import CURVES, curves_figure
+
+    t = CURVE_TITLES[language]
+    per_reward = sorted({k for r in metrics for k in r if k.startswith("rewards/") and k.endswith("/mean")})
+    titles = {**t, **{k: t["reward_one"].format(name=k.split("/")[1]) for k in per_reward}}
+    fonts = cjk_font_files() if language == "zh" else []
+    names = (*CURVES, "reward", "kl", "eval_reward", *per_reward)
+    fig = curves_figure(metrics, names, titles, TEXT[language]["train_step"], fonts[0] if fonts else None)
+    if fig is None:
+        return None
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return Image.open(buf).convert("RGB")
+
+
+def curves_now(lab: Lab, language: str) -> Image.Image | None:
+    """The finished job's curves in ``language`` (redrawn when the page's language changes)."""
+    st = training.status(lab)
+    return curves_image(st["metrics"], language) if st["state"] != "none" and st["curves"] else None
+
+
 def refresh(lab: Lab, lang_label: str) -> tuple[Any, ...]:
     """-> (status line, loss plot, curves picture, log tail, timer): what the timer shows every 2 s."""
     st = training.status(lab)
@@ -193,7 +224,7 @@ def refresh(lab: Lab, lang_label: str) -> tuple[Any, ...]:
     if st["state"] == "none":
         return line, gr.skip(), gr.skip(), "", gr.Timer(active=False)
     plot = loss_frame(st["metrics"])
-    curves = Image.open(st["curves"]).convert("RGB") if st["curves"] else None
+    curves = curves_image(st["metrics"], language_of(lang_label)) if st["curves"] else None
     return line, plot, curves, st["log_tail"], gr.Timer(active=st["state"] == "running")
 
 
