@@ -64,6 +64,10 @@ def test_sft_job_runs_to_the_end_and_refuses_a_second(train_lab: Lab, train_dir:
     training.resume(train_lab, 3)
     st = wait_for(train_lab, lambda s: s["state"] != "running")
     assert st["state"] == "finished" and st["steps_done"] == 3, st["log_tail"]
+    later = training.status(Lab(train_lab.settings))  # the server restarted: the tab still shows the run
+    assert {k: later[k] for k in ("id", "state", "steps_done", "adapter", "curves")} == {
+        k: st[k] for k in ("id", "state", "steps_done", "adapter", "curves")
+    }
 
     # the finished adapter is allowed into the chat (it lies in the lab's runs folder) and evaluated
     vqa = train_dir / "vqa.jsonl"
@@ -160,3 +164,43 @@ def test_training_routes_need_the_key(train_lab: Lab) -> None:
         assert tc.get("/v1/train/jobs/current").status_code == 401
         ok = tc.get("/v1/train/jobs/current", headers={"Authorization": "Bearer k1"})
         assert ok.status_code == 200
+
+
+def test_a_restarted_lab_shows_its_newest_job(train_lab: Lab, tmp_path: Path) -> None:
+    """Job folders as an earlier server left them; only well-formed ones of a known kind count, and the
+    command is rebuilt, never read back from job.json."""
+    root = training.runs_folder(train_lab.settings)
+
+    def job_folder(name: str, kind: str, finished: bool, **meta: Any) -> Path:
+        folder = root / name
+        (folder / "output").mkdir(parents=True)
+        (folder / "config.yaml").write_text("max_steps: 7\n")
+        (folder / "job.json").write_text(
+            json.dumps({"id": name, "kind": kind, "command": ["rm", "-rf", "/"], **meta})
+        )
+        if finished:
+            (folder / "output" / "run_summary.json").write_text(json.dumps({"global_step": 7}))
+        return folder
+
+    job_folder("20260101-000000-sft-aaaaaa", "sft", finished=True)
+    job_folder("20260102-000000-dpo-bbbbbb", "dpo", finished=False, output_dir="/etc")
+    job_folder("20260103-000000-rm-cccccc", "rm", finished=True)  # not a kind: skipped
+    (root / "20260104-000000-sft-dddddd").mkdir()  # no job.json: skipped
+    st = training.status(Lab(train_lab.settings))
+    assert (st["id"], st["kind"], st["state"], st["max_steps"]) == (
+        "20260102-000000-dpo-bbbbbb",
+        "dpo",
+        "stopped",
+        7,
+    )
+    assert Path(st["output_dir"]) == root / "20260102-000000-dpo-bbbbbb" / "output"  # not /etc
+    job = training.jobs_of(Lab(train_lab.settings)).current
+    assert job is not None and job.command[-4:] == [
+        "train",
+        "dpo",
+        "--config",
+        str(job.folder / "config.yaml"),
+    ]
+    (root / "20260102-000000-dpo-bbbbbb" / "job.json").unlink()
+    st = training.status(Lab(train_lab.settings))
+    assert (st["id"], st["state"], st["steps_done"]) == ("20260101-000000-sft-aaaaaa", "finished", 7)

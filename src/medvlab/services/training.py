@@ -72,7 +72,24 @@ def stop_running(lab: Lab, grace_s: float = 5.0) -> None:
 
 
 def jobs_of(lab: Lab) -> Jobs:
-    return _LABS.setdefault(lab, Jobs())
+    """The lab's jobs; the first time, its newest job on disk (a restarted server shows the last run)."""
+    jobs = _LABS.get(lab)
+    if jobs is None:
+        fresh = Jobs()
+        fresh.current = _newest_on_disk(lab)
+        jobs = _LABS.setdefault(lab, fresh)
+    return jobs
+
+
+def _newest_on_disk(lab: Lab) -> Job | None:
+    root = runs_folder(lab.settings)
+    if not root.is_dir():
+        return None
+    for folder in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True):  # ids start with the time
+        job = Job.restore(folder, KINDS, CONFIG_NAME)
+        if job is not None:
+            return job
+    return None
 
 
 def data_folder(lab: Lab) -> Path:

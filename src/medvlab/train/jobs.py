@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 LOG_NAME = "train.log"
 JOB_NAME = "job.json"
+SUMMARY_NAME = "run_summary.json"
+"""Written by a run that completed (``medvlab.train.runs``, not imported here: it imports torch)."""
 
 
 @dataclass
@@ -47,6 +50,8 @@ class Job:
     started: float = 0.0
     ended: float | None = None
     stop_requested: bool = False
+    restored: str | None = None
+    """How a job found on disk by a later server ended (it has no process to watch): see :meth:`restore`."""
 
     @property
     def log(self) -> Path:
@@ -69,10 +74,31 @@ class Job:
             )
         self.started, self.ended, self.stop_requested = time.time(), None, False
         logger.info("training job %s started (pid %d): %s", self.id, self.process.pid, self.log)
-        (self.folder / JOB_NAME).write_text(
-            json.dumps({"id": self.id, "kind": self.kind, "command": self.command}, indent=2),
-            encoding="utf-8",
-        )
+        meta = {"id": self.id, "kind": self.kind, "command": self.command, "output_dir": str(self.output_dir)}
+        (self.folder / JOB_NAME).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        self.restored = None
+
+    @classmethod
+    def restore(cls, folder: Path, kinds: Collection[str], config_name: str) -> Job | None:
+        """The job in ``folder`` as a restarted server finds it, or None when the folder is not one.
+
+        Finished when its run wrote its summary; otherwise stopped (a server stops its running job as it
+        shuts down). The command is rebuilt from the kind and the folder's configuration, never read back
+        from ``job.json``, and the output folder must lie inside the job folder."""
+        try:
+            meta = json.loads((folder / JOB_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        kind = meta.get("kind") if isinstance(meta, dict) else None
+        if kind not in kinds or not (folder / config_name).is_file():
+            return None
+        output = folder / "output"
+        with contextlib.suppress(TypeError, ValueError):
+            named = Path(str(meta.get("output_dir") or output)).resolve()
+            output = named if named.is_relative_to(folder.resolve()) else output
+        job = cls(folder.name, str(kind), folder, output, train_command(str(kind), folder / config_name))
+        job.restored = "finished" if (output / SUMMARY_NAME).is_file() else "stopped"
+        return job
 
     @property
     def exit_code(self) -> int | None:
@@ -87,7 +113,7 @@ class Job:
         """running, finished (exit 0), stopped (by :meth:`stop`) or failed."""
         code = self.exit_code
         if self.process is None:
-            return "failed"
+            return self.restored or "failed"
         if code is None:
             return "running"
         if self.ended is None:

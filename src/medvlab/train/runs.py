@@ -25,11 +25,11 @@ from medvlab.config import PromptOptions
 from medvlab.errors import ConfigError
 from medvlab.train.config import RESOLVED_NAME, TrainConfig
 from medvlab.train.data import ImageCache, load_dpo, load_sft
+from medvlab.train.jobs import SUMMARY_NAME
 from medvlab.vlm.prompting import ImagePart
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_NAME = "run_summary.json"
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 RUN_MARKERS = (RESOLVED_NAME, SUMMARY_NAME, "metrics.jsonl")
 """Files that make a folder recognisably a medvlab training run."""
