@@ -157,12 +157,12 @@ def gemma3_config(
         "vision_use_head": False,
     }
     if shape:
-        text_config.update(shape["text_config"])
-        vision_config.update(shape["vision_config"])
+        text_config.update(shape.get("text_config", {}))
+        vision_config.update(shape.get("vision_config", {}))
     return Gemma3Config(
         text_config=text_config,
         vision_config=vision_config,
-        mm_tokens_per_image=int(shape["mm_tokens_per_image"]) if shape else TOKENS_PER_IMAGE,
+        mm_tokens_per_image=int((shape or {}).get("mm_tokens_per_image", TOKENS_PER_IMAGE)),
         boi_token_index=ids["<start_of_image>"],
         eoi_token_index=ids["<end_of_image>"],
         image_token_index=ids["<image_soft_token>"],
@@ -192,8 +192,8 @@ def build_tiny_model(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    image_size = int(shape["vision_config"]["image_size"]) if shape else IMAGE_SIZE
-    image_tokens = int(shape["mm_tokens_per_image"]) if shape else TOKENS_PER_IMAGE
+    image_size = int((shape or {}).get("vision_config", {}).get("image_size", IMAGE_SIZE))
+    image_tokens = int((shape or {}).get("mm_tokens_per_image", TOKENS_PER_IMAGE))
     vocab, merges = train_tokenizer()
     tokenizer = GemmaTokenizer(
         vocab=vocab,
@@ -232,6 +232,11 @@ def build_tiny_model(
         model = Gemma3ForConditionalGeneration(config).eval()
     if shape:
         model = model.to(torch.bfloat16)
+        # A vocabulary larger than the tokenizer (MedGemma's 262,208 rows against its 768 tokens) keeps the
+        # LM head's real cost; zeroed rows (the head is tied to them) score 0, below the best real token's
+        # logit, so greedy decoding only emits tokens the tokenizer can decode.
+        with torch.no_grad():
+            model.get_input_embeddings().weight[len(tokenizer) :].zero_()
     # transformers initialises the multimodal projection to zeros, which would make the random model blind
     # (no image signal reaches the text, no gradient reaches the vision tower): give it small random weights.
     with torch.no_grad():
