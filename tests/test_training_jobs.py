@@ -160,7 +160,9 @@ def test_training_routes(train_lab: Lab, train_dir: Path) -> None:
 
 def test_training_routes_need_the_key(train_lab: Lab) -> None:
     lab = Lab(train_lab.settings.model_copy(update={"api_keys": ["k1"]}))
-    with TestClient(create_app(lab, ui=False)) as tc:
+    # no model load in the background: it would still run while the next test loads a model (transformers'
+    # loading is not safe across threads of one process)
+    with TestClient(create_app(lab, ui=False, preload=False)) as tc:
         assert tc.get("/v1/train/jobs/current").status_code == 401
         ok = tc.get("/v1/train/jobs/current", headers={"Authorization": "Bearer k1"})
         assert ok.status_code == 200
