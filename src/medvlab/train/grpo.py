@@ -19,7 +19,7 @@ from medvlab.train.config import write_resolved
 from medvlab.train.data import ImageCache
 from medvlab.train.distributed import is_main_process
 from medvlab.train.grpo_config import GrpoTrainConfig, check_vllm
-from medvlab.train.metrics import MetricsWriter, plot_curves, read_metrics, write_csv_and_plot
+from medvlab.train.metrics import GRPO_CURVES, MetricsWriter, plot_curves, read_metrics, write_csv_and_plot
 from medvlab.train.modeling import load_for_training, lora_config, trainer_arguments
 from medvlab.train.optim import full_weights, prepare_full_weights
 from medvlab.train.prompts import load_prompts
@@ -27,8 +27,6 @@ from medvlab.train.rewards import Reward, answer_text, resolve_rewards
 from medvlab.train.runs import clean_on_failure, prepare_output, quiet_progress, write_summary
 
 logger = logging.getLogger(__name__)
-
-CURVES = ("loss", "reward", "kl", "eval_reward")
 
 
 def trl_reward(rw: Reward, records: list[dict[str, Any]]) -> Callable[..., list[float]]:
@@ -123,7 +121,7 @@ def run_grpo(cfg: GrpoTrainConfig, cache_dir: Path | None = None) -> Path:
         processor.save_pretrained(str(adapter_dir))
         write_csv_and_plot(out)
         per_reward = tuple(f"rewards/{rw.name}/mean" for rw, _ in rewards)
-        plot_curves(read_metrics(out), out / "training_curves.png", curves=CURVES + per_reward)
+        plot_curves(read_metrics(out), out / "training_curves.png", curves=GRPO_CURVES + per_reward)
     write_resolved(cfg, adapter_dir)
     write_summary(out, trainer, result, len(records), adapter_dir)
     return adapter_dir

@@ -20,6 +20,13 @@ CURVES = (
     "eval_closed_accuracy",  # medvlab.train.callbacks: VQA eval during training
     "eval_open_f1",
 )
+GRPO_CURVES = ("loss", "reward", "kl", "eval_reward")
+"""GRPO's curves (TRL's log names); each reward's ``rewards/<name>/mean`` is drawn beside them."""
+
+
+def reward_curves(rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The per-reward curves GRPO logged (``rewards/<name>/mean``), in name order."""
+    return tuple(sorted({k for r in rows for k in r if k.startswith("rewards/") and k.endswith("/mean")}))
 
 
 class MetricsWriter(TrainerCallback):

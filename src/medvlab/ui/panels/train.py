@@ -195,13 +195,13 @@ def curves_image(metrics: list[dict[str, Any]], language: str) -> Image.Image | 
     import matplotlib.pyplot as plt
 
     from medvlab.reports.pdf import cjk_font_files
-    from medvlab.train.metrics import CURVES, curves_figure
+    from medvlab.train.metrics import CURVES, GRPO_CURVES, curves_figure, reward_curves
 
     t = CURVE_TITLES[language]
-    per_reward = sorted({k for r in metrics for k in r if k.startswith("rewards/") and k.endswith("/mean")})
+    per_reward = reward_curves(metrics)
     titles = {**t, **{k: t["reward_one"].format(name=k.split("/")[1]) for k in per_reward}}
     fonts = cjk_font_files() if language == "zh" else []
-    names = (*CURVES, "reward", "kl", "eval_reward", *per_reward)
+    names = tuple(dict.fromkeys((*CURVES, *GRPO_CURVES, *per_reward)))  # the curves of any method, once
     fig = curves_figure(metrics, names, titles, TEXT[language]["train_step"], fonts[0] if fonts else None)
     if fig is None:
         return None
