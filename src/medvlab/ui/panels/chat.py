@@ -19,7 +19,7 @@ from medvlab.services import Lab
 from medvlab.ui.i18n import TEXT, Texts, language_of
 from medvlab.ui.panels.options import Options
 from medvlab.ui.panels.segmentation import SegmentationPanel
-from medvlab.ui.panels.viewer import Viewer, render, slice_of
+from medvlab.ui.panels.viewer import Viewer, render, render_inputs, slice_of
 from medvlab.ui.state import ChatSession, States, shown_errors
 from medvlab.vlm.prompting import Turn, strip_disclaimer
 
@@ -273,17 +273,7 @@ def wire(
     chat.send.click(partial(respond, lab), inputs, outputs, api_visibility="private")
     chat.question.submit(partial(respond, lab), inputs, outputs, api_visibility="private")
     # the viewer draws the attention of the last answer (or stops drawing it) once it changes
-    view_inputs = [
-        states.image,
-        viewer.plane,
-        viewer.slice,
-        viewer.window,
-        viewer.zoom,
-        viewer.overlays,
-        states.seg,
-        states.session,
-        lang,
-    ]
+    view_inputs = render_inputs(viewer, states, lang)
     chat.clear.click(
         clear, lang, [chat.chatbot, states.session, chat.heatmaps, chat.table], api_visibility="private"
     ).then(partial(render, lab), view_inputs, viewer.preview, api_visibility="private")

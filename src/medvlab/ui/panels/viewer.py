@@ -327,6 +327,21 @@ def relabel(image: MedImage | None, count: int, plane: str, window: str, lang_la
     )
 
 
+def render_inputs(viewer: Viewer, states: States, lang: gr.Radio) -> list[Any]:
+    """What :func:`render` reads, in its order (the viewer's controls and the chat redraw with it)."""
+    return [
+        states.image,
+        viewer.plane,
+        viewer.slice,
+        viewer.window,
+        viewer.zoom,
+        viewer.overlays,
+        states.seg,
+        states.session,
+        lang,
+    ]
+
+
 def wire(lab: Lab, viewer: Viewer, states: States, lang: gr.Radio) -> None:
     viewer.files.change(
         partial(load, lab),
@@ -346,17 +361,7 @@ def wire(lab: Lab, viewer: Viewer, states: States, lang: gr.Radio) -> None:
         api_name="load",
     )
     draw = partial(render, lab)
-    view_inputs = [
-        states.image,
-        viewer.plane,
-        viewer.slice,
-        viewer.window,
-        viewer.zoom,
-        viewer.overlays,
-        states.seg,
-        states.session,
-        lang,
-    ]
+    view_inputs = render_inputs(viewer, states, lang)
     for control in (viewer.slice, viewer.zoom, viewer.overlays, viewer.window):
         control.change(
             draw, view_inputs, viewer.preview, api_visibility="private", trigger_mode="always_last"
