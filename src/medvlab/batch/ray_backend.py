@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from medvlab.batch.results import ResultsFile
-from medvlab.batch.runner import BatchSummary, OnRow, WorkFactory, pending, process, record
+from medvlab.batch.runner import BatchSummary, OnRow, WorkFactory, plan, process, record
 from medvlab.batch.studies import Study
 from medvlab.errors import ConfigError
 
@@ -87,10 +87,7 @@ def run_ray(
     gpus_per_worker: float = 0.0,
 ) -> BatchSummary:
     """Process the studies not done yet on ``workers`` Ray actors, each with its own loaded model."""
-    if workers < 1:
-        raise ConfigError(f"--workers {workers} must be at least 1.", "Use e.g. --workers 2.")
-    todo, skipped = pending(studies, results)
-    summary = BatchSummary(total=len(studies), skipped=skipped)
+    todo, summary = plan(studies, results, workers)
     if not todo:
         return summary
     ray = import_ray()

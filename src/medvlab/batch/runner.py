@@ -75,6 +75,14 @@ def pending(studies: Sequence[Study], results: ResultsFile) -> tuple[list[Study]
     return todo, len(studies) - len(todo)
 
 
+def plan(studies: Sequence[Study], results: ResultsFile, workers: int) -> tuple[list[Study], BatchSummary]:
+    """The studies still to do and the summary that counts the skipped ones (both runners start here)."""
+    if workers < 1:
+        raise ConfigError(f"--workers {workers} must be at least 1.", "Use e.g. --workers 2.")
+    todo, skipped = pending(studies, results)
+    return todo, BatchSummary(total=len(studies), skipped=skipped)
+
+
 def record(summary: BatchSummary, results: ResultsFile, row: dict[str, Any], on_row: OnRow | None) -> None:
     results.append(row)
     summary.rows.append(row)
@@ -98,10 +106,7 @@ def run_local(
     The workers are threads sharing one model: reading and writing files overlap, and a model that batches
     concurrent requests (the VLM engine) or guards itself with a lock (segmentation) stays correct.
     """
-    if workers < 1:
-        raise ConfigError(f"--workers {workers} must be at least 1.", "Use e.g. --workers 2.")
-    todo, skipped = pending(studies, results)
-    summary = BatchSummary(total=len(studies), skipped=skipped)
+    todo, summary = plan(studies, results, workers)
     if not todo:
         return summary
     t0 = time.perf_counter()
