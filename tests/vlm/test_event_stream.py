@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 import urllib3
 
-from medvlab.vlm.event_stream import EventStreams, data_lines, stop
+from medvlab.vlm.event_stream import EventStreams, Stopper, data_lines, stop
 
 
 class RawServer:
@@ -160,3 +160,33 @@ def test_a_refused_connection_is_not_repeated() -> None:
         port = s.getsockname()[1]
     with pytest.raises(urllib3.exceptions.NewConnectionError):
         EventStreams(f"http://127.0.0.1:{port}", {}, 2, 5).post("/x", {})
+
+
+def test_one_stopper_thread_ends_each_stream_whose_flag_is_set(streams: list[RawServer]) -> None:
+    """Three engines still generating; cancelling one hangs up on that one only, from a single thread
+    that is gone once nothing is watched."""
+    servers = [RawServer([b"data: 1\n\n"], end="hold") for _ in range(3)]
+    streams.extend(servers)
+    responses = [EventStreams(f"http://127.0.0.1:{s.port}", {}, 2, 30).post("/x", {}) for s in servers]
+    flags = [threading.Event() for _ in servers]
+    stopper = Stopper()
+    before = {t.name for t in threading.enumerate()}
+    forgets = [stopper.watch(f, r) for f, r in zip(flags, responses, strict=True)]
+    watchers = [t for t in threading.enumerate() if t.name == "medvlab-stream-stopper"]
+    assert len(watchers) == 1 and "medvlab-stream-stopper" not in before
+    flags[1].set()
+    assert servers[1].client_closed.wait(5)  # the cancelled stream's engine sees the hang-up
+    time.sleep(3 * Stopper.POLL_S)
+    assert not servers[0].client_closed.is_set() and not servers[2].client_closed.is_set()
+    forgets[0]()  # a stream that ended is forgotten: its flag, set afterwards, no longer matters
+    flags[0].set()
+    time.sleep(3 * Stopper.POLL_S)
+    assert not servers[0].client_closed.is_set()
+    forgets[2]()
+    watchers[0].join(5)
+    assert not watchers[0].is_alive()  # nothing left to watch
+    forgets.append(stopper.watch(flags[2], responses[2]))  # a new stream starts it again
+    flags[2].set()
+    assert servers[2].client_closed.wait(5)
+    for r in responses:
+        r.close()

@@ -41,8 +41,7 @@ from medvlab.errors import (
     RequestError,
 )
 from medvlab.vlm.backend import Capabilities
-from medvlab.vlm.event_stream import EventStreams, data_lines
-from medvlab.vlm.event_stream import stop as stop_stream
+from medvlab.vlm.event_stream import STOPPER, EventStreams, data_lines
 from medvlab.vlm.generation import THINK_END, THINK_START, StopEvent, StreamStats
 from medvlab.vlm.lora import EngineAdapters, check_name
 from medvlab.vlm.prompting import DISCLAIMERS, strip_disclaimer
@@ -282,15 +281,7 @@ class OpenAIBackend:
     ) -> Iterator[str]:
         with self._lock:
             self._running += 1
-        done = threading.Event()
-
-        def watch() -> None:  # closing the connection is how the engine learns to stop generating
-            while not done.wait(0.05):
-                if stop.is_set():
-                    stop_stream(response)
-                    return
-
-        threading.Thread(target=watch, name="medvlab-remote-cancel", daemon=True).start()
+        forget = STOPPER.watch(stop, response)  # closing the connection is how the engine stops generating
         started = time.perf_counter()
         thinking = ThinkingText()
         tail = DisclaimerTail()
@@ -326,7 +317,7 @@ class OpenAIBackend:
                     f"The stream from the engine at {self.url} broke: {exc}", "Retry; see the engine's log."
                 ) from exc
         finally:
-            done.set()
+            forget()
             stop.set()
             if finished:
                 response.release_conn()  # read to the end: the connection serves the next answer
