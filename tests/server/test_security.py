@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.server
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -12,9 +15,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from medvlab.config import Settings
-from medvlab.errors import InputRefusedError, OverloadedError
+from medvlab.errors import GenerationError, InputRefusedError, OverloadedError
 from medvlab.server.app import create_app
-from medvlab.server.security import Admission, bind_host
+from medvlab.server.security import Admission, Guard, bind_host
 from medvlab.services import Lab
 
 
@@ -92,6 +95,76 @@ def test_admission_queue_and_retry_after() -> None:
     adm.release()
     t.join(5)
     assert waiter_done.is_set() and adm.state() == {"active": 0, "queued": 0, "capacity": 1, "queue_limit": 1}
+
+
+def test_a_free_slot_is_taken_at_once_but_never_ahead_of_the_queue() -> None:
+    adm = Admission(concurrency=2, queue=4, timeout=5)
+    assert adm.try_acquire() and adm.try_acquire()
+    assert not adm.try_acquire()  # full: the caller waits in a worker thread (acquire)
+    queued = threading.Thread(target=adm.acquire)
+    queued.start()
+    while adm.state()["queued"] == 0:
+        pass
+    with adm._cond:  # a slot frees while a request is queued, before that request has woken up
+        adm.active -= 1
+        assert not adm.try_acquire()  # the queued request is first
+        adm._cond.notify()
+    queued.join(5)
+    assert adm.state()["active"] == 2 and adm.state()["queued"] == 0
+    adm.release()
+    assert adm.try_acquire()
+
+
+def test_a_stream_relays_every_piece_in_order_then_the_error() -> None:
+    """Pieces from the generating thread reach the loop whole and in order (those waiting at a wake-up go
+    out as one write), an error comes after the pieces before it, and the slot is freed."""
+    adm = Admission(concurrency=1, queue=0, timeout=5)
+    closed = threading.Event()
+
+    def pieces() -> Iterator[str]:
+        try:
+            yield from (f"{i}," for i in range(500))
+            raise GenerationError("The engine broke.", "Retry.")
+        finally:
+            closed.set()
+
+    async def relay(guard: Guard) -> tuple[list[str], Exception | None]:
+        got: list[str] = []
+        try:
+            async for chunk in guard.stream(pieces()):
+                got.append(chunk)
+        except GenerationError as exc:
+            return got, exc
+        return got, None
+
+    guard = Guard(adm, 30)
+    got, error = asyncio.run(relay(guard))
+    assert isinstance(error, GenerationError) and "engine broke" in str(error)
+    assert "".join(got) == "".join(f"{i}," for i in range(500)) and len(got) < 500
+    assert closed.is_set() and guard.cancel.is_set() and adm.state()["active"] == 0
+
+
+def test_a_stream_the_client_leaves_stops_its_generation() -> None:
+    adm = Admission(concurrency=1, queue=0, timeout=5)
+    closed = threading.Event()
+
+    def endless() -> Iterator[str]:
+        try:
+            while True:
+                yield "x"
+                time.sleep(0.001)
+        finally:
+            closed.set()
+
+    async def first_then_leave(guard: Guard) -> str:
+        relay = guard.stream(endless())
+        chunk: str = await relay.__anext__()
+        await relay.aclose()  # what the response does when its client disconnects
+        return chunk
+
+    guard = Guard(adm, 30)
+    assert asyncio.run(first_then_leave(guard)).startswith("x")
+    assert closed.is_set() and guard.cancel.is_set() and adm.state()["active"] == 0
 
 
 def test_generation_timeout_stops_long_answers(lab: Lab, cache_dir: Path) -> None:

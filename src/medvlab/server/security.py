@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hmac
 import json
@@ -164,6 +165,14 @@ class Admission:
         ahead = self.waiting + 1
         return max(1, math.ceil(self.seconds_per_request * ahead / self.concurrency - 1e-9))
 
+    def try_acquire(self) -> bool:
+        """Take a free slot now if one is free and nobody is queued before this request (no wait)."""
+        with self._cond:
+            if self.active < self.concurrency and self.waiting == 0:
+                self.active += 1
+                return True
+            return False
+
     def acquire(self, cancel: threading.Event | None = None) -> None:
         with self._cond:
             if self.active >= self.concurrency and self.waiting >= self.queue:
@@ -227,8 +236,16 @@ class Guard:
     streaming response from a worker thread and closes the generator however the stream ends.
     """
 
-    def __init__(self, admission: Admission, timeout: float, cancel: threading.Event | None = None) -> None:
-        admission.acquire(cancel)
+    def __init__(
+        self,
+        admission: Admission,
+        timeout: float,
+        cancel: threading.Event | None = None,
+        acquired: bool = False,
+    ) -> None:
+        """``acquired``: the caller already holds the slot (``Admission.try_acquire``)."""
+        if not acquired:
+            admission.acquire(cancel)
         self._admission = admission
         self._started = time.monotonic()
         self.cancel, self._timer = timed_cancel(timeout, cancel)
@@ -262,11 +279,20 @@ class Guard:
         import anyio.to_thread
 
         loop = asyncio.get_running_loop()
-        pieces: asyncio.Queue[Any] = asyncio.Queue()
+        pieces: collections.deque[Any] = collections.deque()  # appended by the pump, emptied by the loop
+        ready = asyncio.Event()
+        wake = threading.Lock()
+        woken = False  # a wake-up is on its way: pieces put meanwhile ride along without another one
 
         def put(item: Any) -> None:
+            nonlocal woken
+            pieces.append(item)
+            with wake:
+                if woken:
+                    return
+                woken = True
             with contextlib.suppress(RuntimeError):  # the loop is gone (server shutting down)
-                loop.call_soon_threadsafe(pieces.put_nowait, item)
+                loop.call_soon_threadsafe(ready.set)
 
         def pump() -> None:
             try:
@@ -286,9 +312,11 @@ class Guard:
         try:
             done = False
             while not done:
-                batch = [await pieces.get()]
-                while not pieces.empty():
-                    batch.append(pieces.get_nowait())
+                await ready.wait()
+                with wake:
+                    woken = False
+                    ready.clear()
+                batch = [pieces.popleft() for _ in range(len(pieces))]
                 out: list[str] = []
                 for item in batch:
                     if item is _DONE:
