@@ -18,8 +18,15 @@ splits a batch), which made one-burst ratios swing 0.6–1.3× run to run. Each 
 interleaved direct / in-front pairs; the ratio printed is the median pair's, with the range.
 Loopback only, bounded in count and time.
 
+On a machine without a GPU the engine computes on the same CPU cores as the lab, so every millisecond the
+lab spends relaying is taken from the engine: that is the worst case, not the deployment the lab is made
+for (the engine's work on its own device, the lab on the host). ``SERVE_BENCH_ENGINE_CPUS`` (e.g. ``1``)
+pins the engine to those cores in both the direct and the in-front runs and the lab and the clients to the
+others, which measures the lab's own overhead as a GPU host would see it.
+
     python benchmarks/serve_bench.py
     SERVE_BENCH_PARTS=b SERVE_BENCH_CLIENTS=1,16 SERVE_BENCH_ROUNDS=5 python benchmarks/serve_bench.py
+    SERVE_BENCH_PARTS=b SERVE_BENCH_ENGINE_CPUS=1 python benchmarks/serve_bench.py
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ CLIENTS = tuple(int(n) for n in os.environ.get("SERVE_BENCH_CLIENTS", "1,4,16,64
 PARTS = os.environ.get("SERVE_BENCH_PARTS", "ab")
 REQUESTS = int(os.environ.get("SERVE_BENCH_REQUESTS", "32"))
 ROUNDS = int(os.environ.get("SERVE_BENCH_ROUNDS", "3"))
+ENGINE_CPUS = {int(c) for c in os.environ.get("SERVE_BENCH_ENGINE_CPUS", "").split(",") if c.strip()}
+"""Cores the engine is pinned to (the lab and the clients get the others); empty: all share all cores."""
 IMAGE_URI: str | None = None
 """A picture (data URI) every question carries; ``gpu_serve_bench.py`` sets one."""
 
@@ -68,8 +77,15 @@ class Load:
 
 
 def serve(
-    model: Path, port: int, data: Path, *args: str, batch: int = 8, wait_s: float = 90
+    model: Path,
+    port: int,
+    data: Path,
+    *args: str,
+    batch: int = 8,
+    wait_s: float = 90,
+    cpus: set[int] | None = None,
 ) -> subprocess.Popen[bytes]:
+    """A ``medvlab serve`` process, on the cores ``cpus`` when given (set before it starts any thread)."""
     env = {
         **os.environ,
         "MEDVLAB_MAX_BATCH_SIZE": str(batch),
@@ -80,7 +96,11 @@ def serve(
     }
     command = [sys.executable, "-m", "medvlab.cli.main", "serve", "--model", str(model), "--no-ui"]
     proc = subprocess.Popen(
-        [*command, "--port", str(port), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [*command, "--port", str(port), *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
     )
     for _ in range(int(wait_s * 10)):
         try:
@@ -204,9 +224,24 @@ def part_a(model: Path, tmp: Path) -> dict[tuple[int, int], Load]:
 def part_b(model: Path, tmp: Path) -> dict[int, list[tuple[Load, Load]]]:
     """The same engine called directly and with the lab in front, ``ROUNDS`` interleaved pairs per N."""
     engine_port, front_port = free_port(), free_port()
-    engine = serve(model, engine_port, tmp / "engine")
+    cores = set(os.sched_getaffinity(0))
+    rest = cores - ENGINE_CPUS
+    if ENGINE_CPUS:
+        if not rest or ENGINE_CPUS - cores:
+            raise SystemExit(f"SERVE_BENCH_ENGINE_CPUS={sorted(ENGINE_CPUS)} must leave cores for the lab")
+        os.sched_setaffinity(0, rest)  # the clients (this process) beside the lab
+    engine = serve(model, engine_port, tmp / "engine", cpus=ENGINE_CPUS or None)
     engine_url = f"http://127.0.0.1:{engine_port}"
-    front = serve(model, front_port, tmp / "front", "--engine", "openai", "--engine-url", f"{engine_url}/v1")
+    front = serve(
+        model,
+        front_port,
+        tmp / "front",
+        "--engine",
+        "openai",
+        "--engine-url",
+        f"{engine_url}/v1",
+        cpus=rest if ENGINE_CPUS else None,
+    )
     front_url = f"http://127.0.0.1:{front_port}"
     pairs: dict[int, list[tuple[Load, Load]]] = {}
     try:
@@ -240,7 +275,15 @@ def report_a(results: dict[tuple[int, int], Load]) -> None:
 
 
 def report_b(pairs: dict[int, list[tuple[Load, Load]]]) -> None:
-    print(f"\n(b) the lab in front of a remote engine vs the engine directly, median of {ROUNDS} pairs")
+    where = (
+        f"engine on cores {sorted(ENGINE_CPUS)}, lab and clients on the others"
+        if ENGINE_CPUS
+        else "engine, lab and clients sharing every core"
+    )
+    print(
+        f"\n(b) the lab in front of a remote engine vs the engine directly, median of {ROUNDS} pairs",
+        f"({where})",
+    )
     print(HEADER + f" {'lab CPU ms/req':>15s} {'µs/token':>9s}")
     for n, runs in pairs.items():
         ratios = sorted((via.throughput / direct.throughput, i) for i, (direct, via) in enumerate(runs))
