@@ -21,7 +21,9 @@ from medvlab.server.security import Admission, Guard
 from medvlab.services import Lab
 
 
-def get_lab(request: Request) -> Lab:
+async def get_lab(request: Request) -> Lab:
+    """Async though it awaits nothing: FastAPI runs a plain ``def`` dependency in a worker thread, a
+    thread hop on every request for an attribute read."""
     lab: Lab = request.app.state.lab
     return lab
 
