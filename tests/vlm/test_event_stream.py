@@ -3,6 +3,7 @@ stream where a real network may (mid-line, mid-character), never answer, or stan
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -190,3 +191,37 @@ def test_one_stopper_thread_ends_each_stream_whose_flag_is_set(streams: list[Raw
     assert servers[2].client_closed.wait(5)
     for r in responses:
         r.close()
+
+
+def test_a_forked_child_watches_its_own_streams(streams: list[RawServer]) -> None:
+    """A child forked while the parent's stopper runs starts its own (the parent's thread is not copied)."""
+    import os
+
+    from medvlab.vlm.event_stream import STOPPER
+
+    parent_server, child_server = (
+        RawServer([b"data: 1\n\n"], end="hold"),
+        RawServer([b"data: 1\n\n"], end="hold"),
+    )
+    streams.extend([parent_server, child_server])
+    parent_response = EventStreams(f"http://127.0.0.1:{parent_server.port}", {}, 2, 30).post("/x", {})
+    forget = STOPPER.watch(threading.Event(), parent_response)  # the parent's stopper thread is running
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 only if its cancelled stream was cut within 5 s (not 30)
+        ok = False
+        try:
+            response = EventStreams(f"http://127.0.0.1:{child_server.port}", {}, 2, 30).post("/x", {})
+            flag = threading.Event()
+            STOPPER.watch(flag, response)
+            flag.set()
+            started = time.monotonic()
+            with contextlib.suppress(urllib3.exceptions.HTTPError):
+                list(data_lines(response))
+            ok = time.monotonic() - started < 5
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    forget()
+    parent_response.close()
+    assert child_server.client_closed.wait(5)  # the engine saw the child hang up
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import threading
 import time
@@ -102,10 +103,15 @@ class Stopper:
     POLL_S = 0.05
 
     def __init__(self) -> None:
+        self._next = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        """A fresh state: at start, and in a forked child (the parent's thread is not there, and its lock
+        may have been held at the fork)."""
         self._streams: dict[int, tuple[Any, urllib3.BaseHTTPResponse]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._next = 0
 
     def watch(self, flag: Any, response: urllib3.BaseHTTPResponse) -> Callable[[], None]:
         """Shut ``response`` (:func:`stop`) once ``flag.is_set()``; returns the call that stops watching."""
@@ -136,3 +142,4 @@ class Stopper:
 
 
 STOPPER = Stopper()
+os.register_at_fork(after_in_child=STOPPER._reset)
