@@ -151,7 +151,8 @@ async def client(port: int, start: float, window: tuple[float, float], result: R
                 data = await asyncio.wait_for(reader.read(65536), max(0.01, end - time.perf_counter()))
                 if not data:
                     raise SystemExit("a server closed the connection mid-answer")
-                now, seen = time.perf_counter(), data.count(word)
+                # a word cut between two reads counts once: the read's start is joined to the last one's end
+                now, seen = time.perf_counter(), (tail[-len(word) + 1 :] + data).count(word)
                 if seen and not first:  # every answer's first token counts, those of the ramp too
                     first = True
                     result.ttft.append(now - t0)
