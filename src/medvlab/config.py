@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     """Requests allowed to wait for a slot; beyond that the server answers 429 with Retry-After."""
     request_timeout_s: float = Field(default=600.0, gt=0)
     """Longest a generation may run (and a request may wait for a slot) before it is stopped."""
+    shutdown_grace_s: int = Field(default=10, ge=0)
+    """On SIGTERM / Ctrl-C, how long answers still streaming may go on before they are stopped (the server
+    stops accepting at once). Without a bound the server waited for the longest answer to end."""
     engine: Literal["transformers", "openai"] = "transformers"
     """Who runs the model: ``transformers`` in this process (every feature), or ``openai``: a remote
     OpenAI-compatible server (vLLM, SGLang, LMDeploy, another medvlab) at ``engine_url``."""

@@ -427,3 +427,60 @@ def test_server_scratch_is_removed_at_shutdown_and_swept_after_a_crash(
     proc.send_signal(signal.SIGTERM)
     proc.wait(30)
     assert runs() == []
+
+
+@pytest.mark.slow
+def test_sigterm_stops_answers_still_streaming_after_the_grace(
+    tiny_dir: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    """A server asked to stop no longer waits for its longest answer: open answers get
+    MEDVLAB_SHUTDOWN_GRACE_S more seconds, then they are cancelled and the server exits."""
+    import signal
+    import time
+
+    from tests.helpers import wait_until_up
+
+    port, url = free_port(), ""
+    env = {
+        **os.environ,
+        "MEDVLAB_CACHE_DIR": str(cache_dir),
+        "MEDVLAB_DATA_DIR": str(tmp_path / "data"),
+        "MEDVLAB_SHUTDOWN_GRACE_S": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TMPDIR": str(tmp_path),
+    }
+    proc = start_server_process(port, env, "--no-ui")
+    url = f"http://127.0.0.1:{port}"
+    lines: list[str] = []
+    streaming = threading.Event()
+
+    def read() -> None:
+        body = {
+            "model": "tiny",
+            "stream": True,
+            "max_tokens": 8000,
+            "min_tokens": 8000,  # about 25 s of tokens here: far longer than the grace
+            "messages": [{"role": "user", "content": "Long."}],
+        }
+        try:
+            with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as r:
+                for line in r.iter_lines():
+                    lines.append(line)
+                    streaming.set()
+        except httpx.HTTPError as exc:  # the connection ends mid-answer
+            lines.append(repr(exc))
+
+    try:
+        wait_until_up(url)
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        assert streaming.wait(60)
+        asked = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        stopped_after = time.monotonic() - asked
+        reader.join(20)
+    finally:
+        proc.kill()
+    assert stopped_after < 8, stopped_after  # it waited for the whole answer before
+    assert "data: [DONE]" not in lines and not reader.is_alive()

@@ -105,7 +105,13 @@ def serve(
     auth = "API keys required" if settings.api_keys else "no API key: loopback only"
     typer.echo(f"medvlab serving {settings.model} at http://{bind}:{settings.port}/ ({auth})", err=True)
     try:
-        uvicorn.run(app, host=bind, port=settings.port, log_level="info")
+        uvicorn.run(
+            app,
+            host=bind,
+            port=settings.port,
+            log_level="info",
+            timeout_graceful_shutdown=settings.shutdown_grace_s,  # then open answers are cancelled
+        )
     finally:  # Ctrl-C; a SIGTERM stops the engine through the app's shutdown
         if managed is not None:
             managed.stop()
