@@ -131,12 +131,11 @@ def _font() -> str:
     if "MedvlabCJK" in pdfmetrics.getRegisteredFontNames():
         return "MedvlabCJK"
     for path in cjk_font_files():
-        if path:
-            try:
-                pdfmetrics.registerFont(TTFont("MedvlabCJK", path, subfontIndex=0))
-                return "MedvlabCJK"
-            except Exception as exc:  # e.g. an OpenType-CFF font reportlab cannot embed
-                logger.debug("cannot use %s: %s", path, exc)
+        try:
+            pdfmetrics.registerFont(TTFont("MedvlabCJK", path, subfontIndex=0))
+            return "MedvlabCJK"
+        except Exception as exc:  # e.g. an OpenType-CFF font reportlab cannot embed
+            logger.debug("cannot use %s: %s", path, exc)
     logger.info("no embeddable CJK font found; using the CID font STSong-Light")
     pdfmetrics.registerFont(UnicodeCIDFont("STSong-Light"))
     return "STSong-Light"
