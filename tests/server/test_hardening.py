@@ -440,7 +440,7 @@ def test_sigterm_stops_answers_still_streaming_after_the_grace(
 
     from tests.helpers import wait_until_up
 
-    port, url = free_port(), ""
+    port = free_port()
     env = {
         **os.environ,
         "MEDVLAB_CACHE_DIR": str(cache_dir),
